@@ -1,0 +1,413 @@
+/**
+ * The archiver turns paths on disk into trees of blobs.
+ *
+ * The root tree mirrors absolute paths, as restic's does: backing up
+ * /srv/app and /etc/app gives a root with "srv" and "etc", each holding the
+ * way down to the backed-up directory. Directories are walked depth first;
+ * entries of one directory are handled a few at a time, file contents flow
+ * through the chunker into the seal pool, and a directory's tree is saved once
+ * all its entries are. With a parent snapshot, a file whose size, mtime,
+ * ctime and inode are unchanged keeps its old content list without being
+ * read.
+ *
+ * An entry that cannot be read is left out and recorded as an error: the
+ * snapshot is then partial (exit code 3), and every other entry is kept.
+ */
+import { constants as fsc, type BigIntStats } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { createChunker } from './chunker.ts';
+import { errnoCode } from './errors.ts';
+import { type Counters, type ProgressReporter, newCounters, silentProgress } from './progress.ts';
+import type { Repository } from './repository.ts';
+import { mapLimit } from './repository.ts';
+import type { SealPool } from './seal-pool.ts';
+import { type TreeNode, loadTree, nameBytes, nameFields, saveTree, targetFields } from './tree.ts';
+import { type XattrMap, readXattrs } from './xattr.ts';
+import { type IdNames, loadIdNames } from './idnames.ts';
+
+/** Bytes read from a file at once. */
+const READ_BLOCK = 8 * 1024 * 1024;
+/** Files read at the same time. */
+const FILE_SLOTS = 4;
+/** Entries of one directory handled at the same time. */
+const ENTRY_CONCURRENCY = 8;
+
+export interface ArchiveOptions {
+  readonly repo: Repository;
+  readonly pool: SealPool;
+  /** Root tree of the parent snapshot, for the unchanged-file skip. */
+  readonly parentTree?: string;
+  readonly progress?: ProgressReporter;
+  /** True to leave an entry out; gets the snapshot path ("/srv/x"). */
+  readonly exclude?: (snapshotPath: string) => boolean;
+  /** Read extended attributes (default true). */
+  readonly xattrs?: boolean;
+}
+
+export interface ArchiveError {
+  readonly path: string;
+  readonly message: string;
+}
+
+export interface ArchiveStats {
+  files: number;
+  dirs: number;
+  bytes: number;
+  filesNew: number;
+  filesChanged: number;
+  filesUnchanged: number;
+}
+
+export interface ArchiveResult {
+  readonly tree: string;
+  readonly stats: ArchiveStats;
+  readonly errors: readonly ArchiveError[];
+}
+
+class Semaphore {
+  private free: number;
+  private readonly queue: (() => void)[] = [];
+  constructor(n: number) {
+    this.free = n;
+  }
+  async acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return;
+    }
+    await new Promise<void>((r) => this.queue.push(r));
+  }
+  release(): void {
+    const next = this.queue.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
+interface Trie {
+  target: boolean;
+  children: Map<string, Trie>;
+}
+
+/** Absolute, normalised, without duplicates or paths inside other given paths. */
+export function normaliseSources(paths: readonly string[]): string[] {
+  const abs = [...new Set(paths.map((p) => path.resolve(p)))].sort();
+  return abs.filter((p) => !abs.some((q) => q !== p && (q === '/' || p.startsWith(q + '/'))));
+}
+
+export class Archiver {
+  private readonly repo: Repository;
+  private readonly pool: SealPool;
+  private readonly opts: ArchiveOptions;
+  private readonly progress: ProgressReporter;
+  private readonly counters: Counters = newCounters();
+  private readonly stats: ArchiveStats = { files: 0, dirs: 0, bytes: 0, filesNew: 0, filesChanged: 0, filesUnchanged: 0 };
+  private readonly errors: ArchiveError[] = [];
+  private readonly fileSlots = new Semaphore(FILE_SLOTS);
+  private readonly hardlinks = new Map<string, Promise<string[]>>();
+  private xattrs: XattrMap = new Map();
+  private names: IdNames = { users: new Map(), groups: new Map() };
+
+  constructor(opts: ArchiveOptions) {
+    this.repo = opts.repo;
+    this.pool = opts.pool;
+    this.opts = opts;
+    this.progress = opts.progress ?? silentProgress;
+  }
+
+  async run(paths: readonly string[]): Promise<ArchiveResult> {
+    const sources = normaliseSources(paths);
+    const root: Trie = { target: false, children: new Map() };
+    for (const p of sources) {
+      let node = root;
+      for (const part of p.split('/').filter(Boolean)) {
+        let next = node.children.get(part);
+        if (!next) node.children.set(part, (next = { target: false, children: new Map() }));
+        node = next;
+      }
+      node.target = true;
+    }
+    this.names = await loadIdNames();
+    if (this.opts.xattrs !== false) await this.loadXattrs(sources);
+    const scan = this.scanTotals(sources);
+    this.progress.phase('backup');
+    const parentRoot = this.opts.parentTree ? await this.parentChildren(this.opts.parentTree) : null;
+    const tree = root.target ? await this.saveDirContents(Buffer.from('/'), '', parentRoot) : await this.saveTrie(root, '', parentRoot);
+    await scan;
+    this.progress.update(this.counters);
+    return { tree, stats: this.stats, errors: this.errors };
+  }
+
+  private async loadXattrs(sources: readonly string[]): Promise<void> {
+    for (const s of sources) {
+      const map = await readXattrs(s);
+      if (!map) {
+        this.progress.warn('extended attributes are not saved: install the "attr" package (getfattr) to save them');
+        return;
+      }
+      for (const [k, v] of map) this.xattrs.set(k, v);
+    }
+  }
+
+  /** Walks ahead with lstat only, so that progress can show totals and an ETA. */
+  private async scanTotals(sources: readonly string[]): Promise<void> {
+    let files = 0;
+    let bytes = 0;
+    const walk = async (p: string): Promise<void> => {
+      let st;
+      try {
+        st = await fs.lstat(p);
+      } catch {
+        return;
+      }
+      if (st.isDirectory()) {
+        let names: string[] = [];
+        try {
+          names = await fs.readdir(p);
+        } catch {
+          return;
+        }
+        for (const n of names) await walk(path.join(p, n));
+      } else {
+        files++;
+        if (st.isFile()) bytes += st.size;
+      }
+    };
+    for (const s of sources) await walk(s);
+    this.counters.totalFiles = files;
+    this.counters.totalBytes = bytes;
+  }
+
+  private recordError(snapPath: string, e: unknown): void {
+    const message = e instanceof Error ? e.message : String(e);
+    this.errors.push({ path: snapPath || '/', message });
+    this.counters.errors++;
+    this.progress.warn(`${snapPath || '/'}: ${message}`);
+  }
+
+  private async parentChildren(treeId: string): Promise<Map<string, TreeNode> | null> {
+    try {
+      const tree = await loadTree(this.repo, treeId);
+      return new Map(tree.nodes.map((n) => [nameBytes(n).toString('latin1'), n]));
+    } catch (e) {
+      // A parent we cannot read only costs re-reading files.
+      this.progress.warn(`parent tree ${treeId.slice(0, 12)} cannot be read (${e instanceof Error ? e.message : String(e)}); reading all files`);
+      return null;
+    }
+  }
+
+  private async saveTrie(node: Trie, fsDir: string, parent: Map<string, TreeNode> | null): Promise<string> {
+    const nodes: TreeNode[] = [];
+    for (const [name, child] of node.children) {
+      const childPath = `${fsDir}/${name}`;
+      const pnode = parent?.get(Buffer.from(name).toString('latin1'));
+      if (child.target) {
+        const n = await this.saveEntry(Buffer.from(childPath), childPath, Buffer.from(name), pnode);
+        if (n) nodes.push(n);
+        continue;
+      }
+      let st: BigIntStats;
+      try {
+        st = await fs.lstat(childPath, { bigint: true });
+      } catch (e) {
+        this.recordError(childPath, e);
+        continue;
+      }
+      const sub = pnode?.type === 'dir' && pnode.subtree ? await this.parentChildren(pnode.subtree) : null;
+      const subtree = await this.saveTrie(child, childPath, sub);
+      nodes.push({ ...this.meta(Buffer.from(name), st, childPath), type: 'dir', subtree });
+    }
+    return await saveTree(this.repo, nodes);
+  }
+
+  private meta(name: Buffer, st: BigIntStats, snapPath: string): Omit<TreeNode, 'type'> {
+    const uid = Number(st.uid);
+    const gid = Number(st.gid);
+    const user = this.names.users.get(uid);
+    const group = this.names.groups.get(gid);
+    const xattrs = this.xattrs.get(snapPath);
+    return {
+      ...nameFields(name),
+      mode: Number(st.mode) & 0o7777,
+      uid,
+      gid,
+      ...(user !== undefined ? { user } : {}),
+      ...(group !== undefined ? { group } : {}),
+      mtime: st.mtimeNs.toString(),
+      ctime: st.ctimeNs.toString(),
+      inode: st.ino.toString(),
+      device: st.dev.toString(),
+      links: Number(st.nlink),
+      ...(xattrs && xattrs.length > 0 ? { xattrs } : {}),
+    };
+  }
+
+  private async saveDirContents(fsDir: Buffer, snapDir: string, parent: Map<string, TreeNode> | null): Promise<string> {
+    let names: Buffer[];
+    try {
+      names = await fs.readdir(fsDir, { encoding: 'buffer' });
+    } catch (e) {
+      this.recordError(snapDir, e);
+      names = [];
+    }
+    names.sort(Buffer.compare);
+    const sep = fsDir.length > 0 && fsDir[fsDir.length - 1] === 0x2f ? Buffer.alloc(0) : Buffer.from('/');
+    const nodes = await mapLimit(names, ENTRY_CONCURRENCY, (name) =>
+      this.saveEntry(Buffer.concat([fsDir, sep, name]), `${snapDir}/${name.toString('utf8')}`, name, parent?.get(name.toString('latin1'))),
+    );
+    return await saveTree(
+      this.repo,
+      nodes.filter((n): n is TreeNode => n !== null),
+    );
+  }
+
+  private async saveEntry(fsPath: Buffer, snapPath: string, name: Buffer, parentNode: TreeNode | undefined): Promise<TreeNode | null> {
+    if (this.opts.exclude?.(snapPath)) return null;
+    let st: BigIntStats;
+    try {
+      st = await fs.lstat(fsPath, { bigint: true });
+    } catch (e) {
+      this.recordError(snapPath, e);
+      return null;
+    }
+    const base = this.meta(name, st, snapPath);
+    if (st.isDirectory()) {
+      const sub = parentNode?.type === 'dir' && parentNode.subtree ? await this.parentChildren(parentNode.subtree) : null;
+      const subtree = await this.saveDirContents(fsPath, snapPath, sub);
+      this.stats.dirs++;
+      this.counters.dirs++;
+      return { ...base, type: 'dir', subtree };
+    }
+    if (st.isSymbolicLink()) {
+      try {
+        const target = await fs.readlink(fsPath, { encoding: 'buffer' });
+        this.countFile(0, snapPath);
+        return { ...base, type: 'symlink', ...targetFields(target) };
+      } catch (e) {
+        this.recordError(snapPath, e);
+        return null;
+      }
+    }
+    if (st.isFile()) return await this.saveFileNode(fsPath, snapPath, st, base, parentNode);
+    if (st.isCharacterDevice() || st.isBlockDevice()) {
+      this.countFile(0, snapPath);
+      return { ...base, type: st.isCharacterDevice() ? 'chardev' : 'blockdev', rdev: st.rdev.toString() };
+    }
+    this.progress.warn(`${snapPath}: skipped ${st.isFIFO() ? 'FIFO' : 'socket'} (its contents are not data)`);
+    return null;
+  }
+
+  private countFile(bytes: number, snapPath: string): void {
+    this.stats.files++;
+    this.stats.bytes += bytes;
+    this.counters.files++;
+    this.counters.bytes += bytes;
+    this.progress.update(this.counters, snapPath);
+  }
+
+  private unchanged(st: BigIntStats, p: TreeNode | undefined): p is TreeNode & { content: readonly string[] } {
+    return (
+      p !== undefined &&
+      p.type === 'file' &&
+      p.content !== undefined &&
+      p.size === Number(st.size) &&
+      p.mtime === st.mtimeNs.toString() &&
+      p.ctime === st.ctimeNs.toString() &&
+      p.inode === st.ino.toString() &&
+      p.content.every((id) => this.repo.hasBlob(id))
+    );
+  }
+
+  private async saveFileNode(fsPath: Buffer, snapPath: string, st: BigIntStats, base: Omit<TreeNode, 'type'>, parentNode: TreeNode | undefined): Promise<TreeNode | null> {
+    if (this.unchanged(st, parentNode)) {
+      this.stats.filesUnchanged++;
+      this.countFile(Number(st.size), snapPath);
+      return { ...base, type: 'file', size: Number(st.size), content: parentNode.content };
+    }
+    if (parentNode) this.stats.filesChanged++;
+    else this.stats.filesNew++;
+    try {
+      const linkKey = st.nlink > 1n ? `${st.dev}:${st.ino}` : null;
+      let content: Promise<{ ids: string[]; size: number }>;
+      const existing = linkKey ? this.hardlinks.get(linkKey) : undefined;
+      if (existing) content = existing.then((ids) => ({ ids, size: Number(st.size) }));
+      else {
+        content = this.readContent(fsPath, snapPath, st);
+        if (linkKey) this.hardlinks.set(linkKey, content.then((c) => c.ids));
+      }
+      const { ids, size } = await content;
+      this.countFile(size, snapPath);
+      return { ...base, type: 'file', size, content: ids };
+    } catch (e) {
+      this.recordError(snapPath, e);
+      return null;
+    }
+  }
+
+  private async readContent(fsPath: Buffer, snapPath: string, st: BigIntStats): Promise<{ ids: string[]; size: number }> {
+    await this.fileSlots.acquire();
+    let fh: fs.FileHandle;
+    try {
+      fh = await openNoAtime(fsPath);
+    } catch (e) {
+      this.fileSlots.release();
+      throw e;
+    }
+    try {
+      const expected = Number(st.size);
+      if (expected === 0) {
+        const probe = Buffer.allocUnsafe(1);
+        const { bytesRead } = await fh.read(probe, 0, 1, 0);
+        if (bytesRead === 0) return { ids: [], size: 0 };
+      }
+      let pos = 0;
+      let chunker: ReturnType<typeof createChunker> | null = null;
+      const pending: Promise<Buffer>[] = [];
+      let previousBlock: Promise<unknown> = Promise.resolve();
+      for (;;) {
+        const want = Math.max(Math.min(READ_BLOCK, expected - pos + 1), 64 * 1024);
+        const buf = Buffer.allocUnsafe(want);
+        let got = 0;
+        while (got < want) {
+          const { bytesRead } = await fh.read(buf, got, want - got, pos + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        const block = buf.subarray(0, got);
+        if (!chunker) chunker = createChunker(this.repo.chunkPolicy.choose(snapPath, expected, block).params);
+        pos += got;
+        const eof = got < want;
+        const chunks = eof ? [...chunker.update(block), ...chunker.final()] : chunker.update(block);
+        const stores = chunks.map((c) => quiet(this.pool.store('data', c, this.repo)));
+        pending.push(...stores);
+        // Keep at most two blocks in flight per file: bounded memory whatever the file's size.
+        await previousBlock;
+        previousBlock = quiet(Promise.all(stores));
+        if (eof) break;
+      }
+      const ids = await Promise.all(pending);
+      return { ids: ids.map((id) => id.toString('hex')), size: pos };
+    } finally {
+      await fh.close();
+      this.fileSlots.release();
+    }
+  }
+}
+
+/** Marks a promise as handled; whoever awaits it later still sees its rejection. */
+function quiet<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
+}
+
+async function openNoAtime(p: Buffer): Promise<fs.FileHandle> {
+  const flags = fsc.O_RDONLY | fsc.O_NOFOLLOW;
+  try {
+    return await fs.open(p, flags | fsc.O_NOATIME);
+  } catch (e) {
+    // O_NOATIME needs ownership or CAP_FOWNER; fall back rather than fail.
+    if (errnoCode(e) === 'EPERM') return await fs.open(p, flags);
+    throw e;
+  }
+}

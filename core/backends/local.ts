@@ -1,0 +1,184 @@
+/**
+ * A repository in a local directory. Layout: `config`, `keys/NAME`,
+ * `data/NA/NAME` (sharded by the name's first two hex digits), `index/NAME`,
+ * `snapshots/NAME`, `locks/NAME`. Files are 0600 and directories 0700: a
+ * repository holds key files.
+ *
+ * Writes go to a temporary file in the target directory, are fsynced, then
+ * linked to their final name (link fails if the name exists, which makes the
+ * create-only rule atomic where rename would overwrite), then the directory
+ * is fsynced.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { type Backend, type ByteRange, type Handle, type ObjectInfo, type ObjectType, describe, isValidName, OBJECT_TYPES } from '../backend.ts';
+import { BackendError, IntegrityError, NoSpaceError, ObjectExistsError, ObjectNotFoundError, RepositoryExistsError, errnoCode, isStowageError } from '../errors.ts';
+
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+const TMP_PREFIX = '.tmp-';
+
+export class LocalBackend implements Backend {
+  readonly location: string;
+  readonly isLocal = true;
+  private readonly root: string;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+    this.location = this.root;
+  }
+
+  async create(): Promise<void> {
+    await fs.mkdir(this.root, { recursive: true, mode: DIR_MODE });
+    const entries = await fs.readdir(this.root);
+    if (entries.includes('config')) throw new RepositoryExistsError(this.location);
+    if (entries.length > 0) {
+      throw new RepositoryExistsError(`${this.location} (the directory is not empty)`);
+    }
+    for (const t of OBJECT_TYPES) {
+      if (t !== 'config') await fs.mkdir(path.join(this.root, t), { mode: DIR_MODE });
+    }
+  }
+
+  private pathOf(h: Handle): string {
+    if (!isValidName(h.type, h.name)) throw new BackendError(`invalid object name ${JSON.stringify(h.name)} for type ${h.type}`);
+    if (h.type === 'config') return path.join(this.root, 'config');
+    if (h.type === 'data') return path.join(this.root, 'data', h.name.slice(0, 2), h.name);
+    return path.join(this.root, h.type, h.name);
+  }
+
+  async save(h: Handle, data: Uint8Array): Promise<void> {
+    const target = this.pathOf(h);
+    const dir = path.dirname(target);
+    if (h.type === 'data') await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
+    const tmp = path.join(dir, TMP_PREFIX + randomBytes(8).toString('hex'));
+    try {
+      const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      try {
+        await fs.link(tmp, target);
+      } catch (e) {
+        if (errnoCode(e) !== 'EEXIST') throw e;
+        await this.checkSame(h, target, data);
+      }
+      await syncDir(dir);
+    } catch (e) {
+      throw translate(e, h);
+    } finally {
+      await fs.rm(tmp, { force: true });
+    }
+  }
+
+  private async checkSame(h: Handle, target: string, data: Uint8Array): Promise<void> {
+    const existing = await fs.readFile(target);
+    if (!existing.equals(data)) throw new ObjectExistsError(describe(h));
+  }
+
+  async load(h: Handle, range?: ByteRange): Promise<Buffer> {
+    const p = this.pathOf(h);
+    try {
+      if (!range) return await fs.readFile(p);
+      const fh = await fs.open(p, 'r');
+      try {
+        const buf = Buffer.allocUnsafe(range.length);
+        let got = 0;
+        while (got < range.length) {
+          const { bytesRead } = await fh.read(buf, got, range.length - got, range.offset + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        if (got < range.length) {
+          throw new IntegrityError(describe(h), `short read: wanted ${range.length} bytes at offset ${range.offset}, object ends after ${got}`);
+        }
+        return buf;
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      throw translate(e, h);
+    }
+  }
+
+  async stat(h: Handle): Promise<ObjectInfo> {
+    try {
+      const st = await fs.stat(this.pathOf(h));
+      return { name: h.name, size: st.size, receivedAt: st.mtime };
+    } catch (e) {
+      throw translate(e, h);
+    }
+  }
+
+  async *list(type: ObjectType): AsyncIterable<ObjectInfo> {
+    if (type === 'config') {
+      try {
+        yield await this.stat({ type, name: 'config' });
+      } catch (e) {
+        if (!(e instanceof ObjectNotFoundError)) throw e;
+      }
+      return;
+    }
+    const base = path.join(this.root, type);
+    const dirs = type === 'data' ? (await readdirOrEmpty(base)).filter((d) => /^[0-9a-f]{2}$/.test(d)).map((d) => path.join(base, d)) : [base];
+    for (const dir of dirs) {
+      for (const name of await readdirOrEmpty(dir)) {
+        if (!isValidName(type, name)) continue;
+        try {
+          const st = await fs.stat(path.join(dir, name));
+          yield { name, size: st.size, receivedAt: st.mtime };
+        } catch (e) {
+          if (errnoCode(e) !== 'ENOENT') throw translate(e, { type, name });
+        }
+      }
+    }
+  }
+
+  async remove(h: Handle): Promise<void> {
+    const p = this.pathOf(h);
+    try {
+      await fs.rm(p, { force: true });
+      await syncDir(path.dirname(p));
+    } catch (e) {
+      throw translate(e, h);
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return [];
+    throw e;
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function translate(e: unknown, h: Handle): Error {
+  if (isStowageError(e)) return e;
+  switch (errnoCode(e)) {
+    case 'ENOENT':
+      return new ObjectNotFoundError(describe(h));
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new NoSpaceError(`no space left on the repository's disk while writing ${describe(h)}; free space and run again (nothing partial was kept)`, { cause: e });
+    default:
+      return new BackendError(`local repository: ${describe(h)}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The encrypted envelope every stored byte travels in (format §4): a codec
+ * byte and the body are sealed together, and the additional data binds what
+ * the payload claims to be (an object of a type, or a blob of a type and ID).
+ */
+import { type Codec, type CompressionSettings, compress, decompress } from './compression.ts';
+import { ID_SIZE, open, seal } from './crypto.ts';
+
+export type BlobType = 'data' | 'tree';
+export const BLOB_TYPE_BYTE: Record<BlobType, number> = { data: 1, tree: 2 };
+export const BLOB_TYPE_OF_BYTE: Record<number, BlobType | undefined> = { 1: 'data', 2: 'tree' };
+
+export type SealedObjectType = 'config' | 'index' | 'snapshot' | 'lock' | 'pack-header' | 'key-meta';
+const OBJECT_TYPE_BYTE: Record<SealedObjectType, number> = {
+  config: 1,
+  index: 2,
+  snapshot: 3,
+  lock: 4,
+  'pack-header': 5,
+  'key-meta': 6,
+};
+
+/** Largest plaintext of one blob; tree blobs of huge directories are the only ones near it. */
+export const MAX_BLOB_PLAINTEXT = 64 * 1024 * 1024;
+/** Largest plaintext of one sealed object (an index or a snapshot). */
+export const MAX_OBJECT_PLAINTEXT = 1024 * 1024 * 1024;
+
+export function blobAd(type: BlobType, id: Uint8Array): Buffer {
+  const ad = Buffer.allocUnsafe(2 + ID_SIZE);
+  ad[0] = 0x42; // 'B'
+  ad[1] = BLOB_TYPE_BYTE[type];
+  ad.set(id, 2);
+  return ad;
+}
+
+export function objectAd(type: SealedObjectType): Buffer {
+  return Buffer.from([0x4f /* 'O' */, OBJECT_TYPE_BYTE[type]]);
+}
+
+function frame(codec: Codec, body: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(1 + body.length);
+  out[0] = codec;
+  out.set(body, 1);
+  return out;
+}
+
+export function sealBlob(key: Uint8Array, type: BlobType, id: Uint8Array, plaintext: Uint8Array, compression: CompressionSettings): Buffer {
+  const c = compress(plaintext, compression);
+  return seal(key, frame(c.codec, c.body), blobAd(type, id));
+}
+
+/** The plaintext, or null when the bytes are not this blob. */
+export function openBlob(key: Uint8Array, type: BlobType, id: Uint8Array, sealed: Uint8Array): Buffer | null {
+  const framed = open(key, sealed, blobAd(type, id));
+  if (!framed || framed.length < 1) return null;
+  return decompress(framed[0]!, framed.subarray(1), MAX_BLOB_PLAINTEXT);
+}
+
+export function sealObject(key: Uint8Array, type: SealedObjectType, plaintext: Uint8Array, compression: CompressionSettings): Buffer {
+  const c = compress(plaintext, compression);
+  return seal(key, frame(c.codec, c.body), objectAd(type));
+}
+
+export function openObject(key: Uint8Array, type: SealedObjectType, sealed: Uint8Array): Buffer | null {
+  const framed = open(key, sealed, objectAd(type));
+  if (!framed || framed.length < 1) return null;
+  return decompress(framed[0]!, framed.subarray(1), MAX_OBJECT_PLAINTEXT);
+}
+
+export const NO_COMPRESSION: CompressionSettings = { algorithm: 'none', level: 0 };

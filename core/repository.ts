@@ -1,0 +1,426 @@
+/**
+ * A repository: encrypted, deduplicated blobs in packs over a plain Backend,
+ * with sealed objects (index, snapshots, locks) beside them. This layer knows
+ * keys and formats; it knows nothing of files, trees or containers.
+ *
+ * Write order (format §9): packs are uploaded first, then index objects that
+ * name them, then (by the caller) the snapshot that references their blobs.
+ * A crash between any two steps leaves only unreferenced objects, which the
+ * next backup adopts (see adoptUnindexedPacks) or prune removes.
+ */
+import { type Backend, type Handle, type ObjectInfo, type ObjectType, describe } from './backend.ts';
+import { BlobIndex, type PackInfo, decodeIndex, encodeIndex } from './blob-index.ts';
+import { ObjectCache } from './cache.ts';
+import { type Argon2Params, type RepositoryKeys, blobId, initCrypto, keysFromMaster, openContentKey, randomKey, sealContentKey, sha256Hex } from './crypto.ts';
+import { type BlobType, type SealedObjectType, openBlob, openObject, sealBlob, sealObject } from './envelope.ts';
+import {
+  FormatError,
+  IntegrityError,
+  ObjectNotFoundError,
+  RepositoryNotFoundError,
+  WriteOnlyKeyError,
+  WrongPasswordError,
+  isStowageError,
+} from './errors.ts';
+import { type KeyFileJson, type KeyMeta, createKeyFile, openKeyFile, parseKeyFile, readKeyMeta } from './keyfile.ts';
+import { HEADER_READ_GUESS, type KeySlot, NO_KEY_SLOT, type SealedBlob, buildPack, headerLengthFromTail, parsePackHeader } from './pack.ts';
+import { ChunkPolicy, type NewConfigOptions, type RepositoryConfig, configSchema, newConfig } from './repository-config.ts';
+
+export type Clock = () => Date;
+
+export interface OpenOptions {
+  /** Directory for the local object cache; null disables it. */
+  readonly cacheRoot?: string | null;
+  readonly clock?: Clock;
+  /** Try this key file first (a prefix of its name is enough). */
+  readonly keyHint?: string;
+  /** Uploads in flight at once; remote backends want more. */
+  readonly uploadConcurrency?: number;
+}
+
+export interface InitOptions extends Omit<NewConfigOptions, 'now'> {
+  readonly argon2: Argon2Params;
+  readonly clock?: Clock;
+}
+
+/** Packs written since the last index object are indexed after this many. */
+const INDEX_EVERY_PACKS = 64;
+
+interface OpenPack {
+  blobs: SealedBlob[];
+  bytes: number;
+}
+
+export class Repository {
+  readonly backend: Backend;
+  readonly config: RepositoryConfig;
+  readonly keys: RepositoryKeys;
+  readonly index = new BlobIndex();
+  readonly chunkPolicy: ChunkPolicy;
+  readonly keyName: string;
+  readonly clock: Clock;
+  private readonly cache: ObjectCache | null;
+  private readonly uploadConcurrency: number;
+  /** Key that seals data blobs written by this process, and the slot that stores it. */
+  private readonly content: { key: Buffer; slot: KeySlot };
+  private readonly openPacks: Record<BlobType, OpenPack> = { data: { blobs: [], bytes: 0 }, tree: { blobs: [], bytes: 0 } };
+  private readonly pending = new Set<string>();
+  private readonly uploads = new Set<Promise<void>>();
+  private unindexed: PackInfo[] = [];
+  private uploadError: unknown = null;
+  private readonly packKeys = new Map<string, Buffer>();
+  private stats = { packsWritten: 0, bytesUploaded: 0, blobsAdded: 0, blobBytesAdded: 0 };
+
+  private constructor(backend: Backend, config: RepositoryConfig, keys: RepositoryKeys, keyName: string, opts: OpenOptions) {
+    this.backend = backend;
+    this.config = config;
+    this.keys = keys;
+    this.keyName = keyName;
+    this.clock = opts.clock ?? (() => new Date());
+    this.chunkPolicy = new ChunkPolicy(config);
+    this.cache = opts.cacheRoot ? new ObjectCache(opts.cacheRoot, config.id) : null;
+    this.uploadConcurrency = opts.uploadConcurrency ?? (backend.isLocal ? 2 : 4);
+    if (config.writeOnlyHosts) {
+      const key = randomKey();
+      this.content = { key, slot: { kind: 'sealed', sealedKey: sealContentKey(key, Buffer.from(config.recoveryPublicKey, 'base64')) } };
+    } else {
+      if (!keys.dataKey) throw new FormatError('a write-only host key was opened on a repository that does not allow write-only hosts');
+      this.content = { key: keys.dataKey, slot: NO_KEY_SLOT };
+    }
+  }
+
+  static async init(backend: Backend, password: string, opts: InitOptions & OpenOptions): Promise<Repository> {
+    await initCrypto();
+    const clock = opts.clock ?? (() => new Date());
+    const keys = keysFromMaster(randomKey());
+    const config = newConfig(keys.recoveryPublicKey, { ...opts, now: clock() });
+    await backend.create();
+    const keyFile = await createKeyFile(password, keys, 'full', opts.argon2, clock());
+    const keyName = sha256Hex(keyFile);
+    await backend.save({ type: 'keys', name: keyName }, keyFile);
+    const sealed = sealObject(keys.metaKey, 'config', Buffer.from(JSON.stringify(config)), { algorithm: 'none', level: 0 });
+    await backend.save({ type: 'config', name: 'config' }, sealed);
+    return new Repository(backend, config, keys, keyName, opts);
+  }
+
+  static async open(backend: Backend, password: string, opts: OpenOptions = {}): Promise<Repository> {
+    await initCrypto();
+    const [configBytes, keyFiles] = await Promise.all([loadConfigBytes(backend), loadKeyFiles(backend)]);
+    if (opts.keyHint) {
+      const hint = opts.keyHint;
+      keyFiles.sort((a, b) => Number(b.name.startsWith(hint)) - Number(a.name.startsWith(hint)));
+    }
+    for (const { name, file } of keyFiles) {
+      const keys = await openKeyFile(file, password);
+      if (!keys) continue;
+      const plain = openObject(keys.metaKey, 'config', configBytes);
+      if (!plain) throw new IntegrityError('config', 'the config does not decrypt with a key that opened: it was replaced or damaged');
+      const parsed = configSchema.safeParse(JSON.parse(plain.toString('utf8')));
+      if (!parsed.success) throw new FormatError(`unsupported repository config: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
+      return new Repository(backend, parsed.data, keys, name, opts);
+    }
+    throw new WrongPasswordError(keyFiles.length);
+  }
+
+  get id(): string {
+    return this.config.id;
+  }
+
+  // ---- sealed objects -------------------------------------------------
+
+  /** Seals and stores an object; returns its name. */
+  async saveObject(type: 'index' | 'snapshots' | 'locks', sealedType: SealedObjectType, plaintext: Uint8Array): Promise<string> {
+    const bytes = sealObject(this.keys.metaKey, sealedType, plaintext, this.config.compression);
+    const name = sha256Hex(bytes);
+    await this.backend.save({ type, name }, bytes);
+    if (this.cache && type !== 'locks') await this.cache.put(type, name, bytes);
+    return name;
+  }
+
+  /** Loads an object, checks its bytes against its name, and opens it. */
+  async loadObject(type: 'index' | 'snapshots' | 'locks', sealedType: SealedObjectType, name: string): Promise<Buffer> {
+    const h: Handle = { type, name };
+    let bytes = this.cache && type !== 'locks' ? await this.cache.get(type, name) : null;
+    if (!bytes) {
+      bytes = await this.backend.load(h);
+      if (sha256Hex(bytes) !== name) throw new IntegrityError(describe(h), 'content does not match its name (SHA-256): tampered, truncated or swapped');
+      if (this.cache && type !== 'locks') await this.cache.put(type, name, bytes);
+    }
+    const plain = openObject(this.keys.metaKey, sealedType, bytes);
+    if (!plain) throw new IntegrityError(describe(h), `does not decrypt as a ${sealedType}: damaged, or not from this repository`);
+    return plain;
+  }
+
+  async listObjects(type: ObjectType): Promise<ObjectInfo[]> {
+    const out: ObjectInfo[] = [];
+    for await (const info of this.backend.list(type)) out.push(info);
+    return out;
+  }
+
+  // ---- index ------------------------------------------------------------
+
+  /** Loads every index object into memory, honouring `supersedes`. */
+  async loadIndex(): Promise<void> {
+    const names = (await this.listObjects('index')).map((o) => o.name);
+    const contents = await mapLimit(names, 8, async (name) => ({ name, c: decodeIndex(await this.loadObject('index', 'index', name), `index/${name}`) }));
+    const superseded = new Set<string>();
+    for (const { c } of contents) for (const s of c.supersedes) superseded.add(s);
+    for (const { name, c } of contents) {
+      if (superseded.has(name)) continue;
+      for (const p of c.packs) this.index.addPack(p);
+    }
+    await this.cache?.retainOnly('index', new Set(names));
+  }
+
+  /**
+   * Indexes packs that exist but no index object names: what an interrupted
+   * backup uploaded before it could write its index. Their blobs then count
+   * as stored, so the next backup does not upload them again.
+   */
+  async adoptUnindexedPacks(warn: (msg: string) => void = () => {}): Promise<number> {
+    const orphans = (await this.listObjects('data')).filter((o) => !this.index.hasPack(o.name));
+    const adopted = await mapLimit(orphans, 4, async (o) => {
+      try {
+        return await this.readPackInfo(o.name, o.size);
+      } catch (e) {
+        if (!isStowageError(e)) throw e;
+        warn(`pack ${o.name} is not indexed and its header cannot be read (${e.message}); leaving it for "check"`);
+        return null;
+      }
+    });
+    const infos = adopted.filter((p): p is PackInfo => p !== null);
+    for (const p of infos) this.index.addPack(p);
+    if (infos.length > 0) await this.saveObject('index', 'index', encodeIndex({ supersedes: [], packs: infos }));
+    return infos.length;
+  }
+
+  /** Reads a pack's header from its tail. */
+  async readPackInfo(name: string, size: number): Promise<PackInfo> {
+    const h: Handle = { type: 'data', name };
+    const guess = Math.min(size, HEADER_READ_GUESS);
+    let tail = await this.backend.load(h, { offset: size - guess, length: guess });
+    const len = headerLengthFromTail(tail, size, name);
+    if (len + 4 > guess) tail = await this.backend.load(h, { offset: size - len - 4, length: len + 4 });
+    const header = parsePackHeader(tail, size, this.keys.metaKey, name);
+    return { id: name, size, keySlot: header.keySlot, blobs: header.entries };
+  }
+
+  // ---- writing blobs ----------------------------------------------------
+
+  /** Known to the index, or waiting in a pack of this process. */
+  hasBlob(idHex: string): boolean {
+    return this.index.has(idHex) || this.pending.has(idHex);
+  }
+
+  /**
+   * Claims a blob ID for this process. False when it is already stored or
+   * claimed: the caller then drops its copy. Used by parallel sealers so
+   * that two chunks with one ID are sealed once.
+   */
+  claim(idHex: string): boolean {
+    if (this.hasBlob(idHex)) return false;
+    this.pending.add(idHex);
+    return true;
+  }
+
+  /** The key and slot data blobs are sealed with in this process. */
+  get contentKey(): Buffer {
+    return this.content.key;
+  }
+
+  /** Seals and stores a blob on this thread (trees, small things). */
+  async saveBlob(type: BlobType, plaintext: Uint8Array): Promise<{ id: Buffer; added: boolean }> {
+    const id = blobId(this.keys.idKey, plaintext);
+    const hex = id.toString('hex');
+    if (!this.claim(hex)) return { id, added: false };
+    const key = type === 'tree' ? this.keys.metaKey : this.content.key;
+    await this.addSealedBlob({ type, id, sealed: sealBlob(key, type, id, plaintext, this.config.compression) }, plaintext.length);
+    return { id, added: true };
+  }
+
+  /**
+   * Adds a blob sealed elsewhere (by a worker) to the open pack of its type;
+   * the ID must have been claimed. Waits while uploads are saturated, which
+   * bounds the memory a fast reader can fill.
+   */
+  async addSealedBlob(blob: SealedBlob, plaintextLength: number): Promise<void> {
+    this.throwIfFailed();
+    const open = this.openPacks[blob.type];
+    open.blobs.push(blob);
+    open.bytes += blob.sealed.length;
+    this.stats.blobsAdded++;
+    this.stats.blobBytesAdded += plaintextLength;
+    if (open.bytes >= this.config.packSize) await this.finishPack(blob.type);
+  }
+
+  private async finishPack(type: BlobType): Promise<void> {
+    const open = this.openPacks[type];
+    if (open.blobs.length === 0) return;
+    const blobs = open.blobs;
+    this.openPacks[type] = { blobs: [], bytes: 0 };
+    while (this.uploads.size >= this.uploadConcurrency) await Promise.race(this.uploads);
+    this.throwIfFailed();
+    const slot = type === 'data' ? this.content.slot : NO_KEY_SLOT;
+    const pack = buildPack(blobs, this.keys.metaKey, slot);
+    const name = sha256Hex(pack.bytes);
+    const info: PackInfo = { id: name, size: pack.bytes.length, keySlot: slot, blobs: pack.entries };
+    const upload = (async () => {
+      await this.backend.save({ type: 'data', name }, pack.bytes);
+      if (type === 'tree' && this.cache) await this.cache.put('data', name, pack.bytes);
+      this.index.addPack(info);
+      for (const b of blobs) this.pending.delete(b.id.toString('hex'));
+      this.unindexed.push(info);
+      this.stats.packsWritten++;
+      this.stats.bytesUploaded += pack.bytes.length;
+      if (this.unindexed.length >= INDEX_EVERY_PACKS) await this.writeIndex();
+    })().catch((e: unknown) => {
+      this.uploadError ??= e;
+    });
+    const tracked = upload.finally(() => this.uploads.delete(tracked));
+    this.uploads.add(tracked);
+  }
+
+  private throwIfFailed(): void {
+    if (this.uploadError) throw this.uploadError;
+  }
+
+  private async writeIndex(): Promise<void> {
+    if (this.unindexed.length === 0) return;
+    const packs = this.unindexed;
+    this.unindexed = [];
+    await this.saveObject('index', 'index', encodeIndex({ supersedes: [], packs }));
+  }
+
+  /** Writes out open packs, waits for every upload, then indexes them. */
+  async flush(): Promise<void> {
+    await this.finishPack('data');
+    await this.finishPack('tree');
+    while (this.uploads.size > 0) await Promise.all(this.uploads);
+    this.throwIfFailed();
+    await this.writeIndex();
+  }
+
+  get writeStats(): Readonly<{ packsWritten: number; bytesUploaded: number; blobsAdded: number; blobBytesAdded: number }> {
+    return this.stats;
+  }
+
+  // ---- reading blobs ----------------------------------------------------
+
+  /** The key that opens the data blobs of a pack. */
+  dataKeyForPack(pack: PackInfo): Buffer {
+    const cached = this.packKeys.get(pack.id);
+    if (cached) return cached;
+    let key: Buffer | null;
+    if (pack.keySlot.kind === 'none') key = this.keys.dataKey;
+    else key = openContentKey(pack.keySlot.sealedKey, this.keys);
+    if (!key) {
+      throw new WriteOnlyKeyError(
+        'this is a write-only host key: it can back up but not read file contents; use the recovery key (a full key) to restore or read data',
+      );
+    }
+    this.packKeys.set(pack.id, key);
+    return key;
+  }
+
+  keyForBlob(type: BlobType, packId: string): Buffer {
+    if (type === 'tree') return this.keys.metaKey;
+    const pack = this.index.pack(packId);
+    if (!pack) throw new ObjectNotFoundError(`data/${packId}`);
+    return this.dataKeyForPack(pack);
+  }
+
+  /** Reads, opens and verifies one blob. */
+  async loadBlob(type: BlobType, idHex: string): Promise<Buffer> {
+    const { pack, key, sealed } = await this.loadSealedBlob(type, idHex);
+    return this.openAndVerify(type, idHex, pack, key, sealed);
+  }
+
+  /** Reads one blob's sealed bytes and finds its key, for opening elsewhere (a worker). */
+  async loadSealedBlob(type: BlobType, idHex: string): Promise<{ pack: string; key: Buffer; sealed: Buffer }> {
+    const loc = this.index.get(idHex);
+    if (!loc || loc.type !== type) throw new IntegrityError(`${type} blob ${idHex}`, 'not in the index: the repository is missing data (run "stowage check")');
+    const key = this.keyForBlob(type, loc.pack);
+    const sealed = await this.readBlobBytes(type, loc.pack, loc.offset, loc.length);
+    return { pack: loc.pack, key, sealed };
+  }
+
+  openAndVerify(type: BlobType, idHex: string, pack: string, key: Uint8Array, sealed: Uint8Array): Buffer {
+    const id = Buffer.from(idHex, 'hex');
+    const plain = openBlob(key, type, id, sealed);
+    const where = `${type} blob ${idHex} in data/${pack}`;
+    if (!plain) throw new IntegrityError(where, 'does not decrypt: the pack was tampered with, truncated or swapped');
+    if (!blobId(this.keys.idKey, plain).equals(id)) throw new IntegrityError(where, 'content does not match its ID');
+    return plain;
+  }
+
+  private async readBlobBytes(type: BlobType, pack: string, offset: number, length: number): Promise<Buffer> {
+    const h: Handle = { type: 'data', name: pack };
+    if (type === 'tree' && this.cache && !this.backend.isLocal) {
+      let whole = await this.cache.get('data', pack);
+      if (!whole) {
+        whole = await this.backend.load(h);
+        if (sha256Hex(whole) !== pack) throw new IntegrityError(describe(h), 'content does not match its name (SHA-256)');
+        await this.cache.put('data', pack, whole);
+      }
+      if (offset + length > whole.length) throw new IntegrityError(describe(h), 'blob lies beyond the end of the pack');
+      return whole.subarray(offset, offset + length);
+    }
+    return await this.backend.load(h, { offset, length });
+  }
+
+  // ---- keys -------------------------------------------------------------
+
+  async addKey(password: string, kind: 'full' | 'host', argon2: Argon2Params): Promise<string> {
+    if (kind === 'full' && this.keys.kind !== 'full') throw new WriteOnlyKeyError('a write-only host key cannot create a full key');
+    if (kind === 'host' && !this.config.writeOnlyHosts) {
+      throw new FormatError('this repository was not created for write-only hosts (stowage init --write-only-hosts)');
+    }
+    const file = await createKeyFile(password, this.keys, kind, argon2, this.clock());
+    const name = sha256Hex(file);
+    await this.backend.save({ type: 'keys', name }, file);
+    return name;
+  }
+
+  async listKeys(): Promise<{ name: string; meta: KeyMeta | null; current: boolean }[]> {
+    const files = await loadKeyFiles(this.backend);
+    return files.map(({ name, file }) => ({ name, meta: readKeyMeta(file, this.keys), current: name === this.keyName }));
+  }
+
+  async close(): Promise<void> {
+    await this.backend.close();
+  }
+}
+
+async function loadConfigBytes(backend: Backend): Promise<Buffer> {
+  try {
+    return await backend.load({ type: 'config', name: 'config' });
+  } catch (e) {
+    if (e instanceof ObjectNotFoundError) throw new RepositoryNotFoundError(backend.location);
+    throw e;
+  }
+}
+
+async function loadKeyFiles(backend: Backend): Promise<{ name: string; file: KeyFileJson }[]> {
+  const out: { name: string; file: KeyFileJson }[] = [];
+  for await (const info of backend.list('keys')) {
+    const bytes = await backend.load({ type: 'keys', name: info.name });
+    if (sha256Hex(bytes) !== info.name) throw new IntegrityError(`keys/${info.name}`, 'content does not match its name (SHA-256)');
+    out.push({ name: info.name, file: parseKeyFile(bytes, info.name) });
+  }
+  if (out.length === 0) throw new RepositoryNotFoundError(`${backend.location} (it has no key files)`);
+  return out;
+}
+
+/** Maps with at most `limit` calls in flight, keeping order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const run = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
+  return out;
+}
