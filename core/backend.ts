@@ -27,6 +27,17 @@ export interface ObjectInfo {
   readonly receivedAt?: Date;
 }
 
+/** What `save` takes: one buffer, or pieces written in order (a pack is never copied together). */
+export type Body = Uint8Array | readonly Uint8Array[];
+
+export function bodyParts(b: Body): readonly Uint8Array[] {
+  return b instanceof Uint8Array ? [b] : b;
+}
+
+export function bodyLength(b: Body): number {
+  return bodyParts(b).reduce((n, p) => n + p.length, 0);
+}
+
 export interface ByteRange {
   readonly offset: number;
   readonly length: number;
@@ -58,7 +69,7 @@ export interface Backend {
   readonly isLocal: boolean;
   /** Prepares an empty repository; RepositoryExistsError if one is there. */
   create(): Promise<void>;
-  save(h: Handle, data: Uint8Array): Promise<void>;
+  save(h: Handle, data: Body): Promise<void>;
   load(h: Handle, range?: ByteRange): Promise<Buffer>;
   stat(h: Handle): Promise<ObjectInfo>;
   list(type: ObjectType): AsyncIterable<ObjectInfo>;

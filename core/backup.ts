@@ -36,10 +36,7 @@ export async function backupPaths(repo: Repository, opts: BackupOptions): Promis
   const progress = opts.progress ?? silentProgress;
   const started = Date.now();
   const lock = await RepositoryLock.acquire(repo, { exclusive: false, operation: 'backup' });
-  const pool = new SealPool(
-    { idKey: repo.keys.idKey, metaKey: repo.keys.metaKey, contentKey: repo.contentKey, compression: repo.config.compression },
-    opts.threads !== undefined ? { threads: opts.threads } : {},
-  );
+  const pool = new SealPool(repo.poolKeys(), repo, opts.threads !== undefined ? { threads: opts.threads } : {});
   try {
     progress.phase('loading index');
     const [records] = await Promise.all([listSnapshots(repo), repo.loadIndex()]);
@@ -57,6 +54,7 @@ export async function backupPaths(repo: Repository, opts: BackupOptions): Promis
     });
     const result = await archiver.run(paths);
     progress.phase('finishing');
+    await pool.flush();
     await repo.flush();
     const w = repo.writeStats;
     const snapshot: Snapshot = {

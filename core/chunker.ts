@@ -17,7 +17,7 @@
  * chunk but the last of a window is final. Otherwise only chunks that had a
  * full `max` bytes in view are.
  */
-import { get_chunks } from 'fastcdc-wasm';
+import fastcdc from 'fastcdc-wasm';
 
 export type ChunkerParams =
   | { readonly algorithm: 'fastcdc'; readonly min: number; readonly avg: number; readonly max: number }
@@ -42,18 +42,88 @@ function centerIsFixed(min: number, avg: number): boolean {
 }
 
 export interface Chunker {
-  /** Feeds bytes; returns the chunks that are now final, as views. */
-  update(data: Buffer): Buffer[];
+  /**
+   * Feeds bytes; returns the chunks that are now final. Each chunk is a copy
+   * with its own ArrayBuffer (it can be transferred to a worker), and the
+   * input may be reused as soon as this returns.
+   */
+  update(data: Uint8Array): Uint8Array[];
   /** Ends the stream; returns the remaining chunks. */
-  final(): Buffer[];
+  final(): Uint8Array[];
 }
 
 export function createChunker(params: ChunkerParams): Chunker {
   return params.algorithm === 'fixed' ? new FixedChunker(params.size) : new StreamingCdc(params.min, params.avg, params.max);
 }
 
+interface WasmExports {
+  readonly memory: { readonly buffer: ArrayBuffer };
+  get_chunks(retptr: number, ptr: number, len: number, min: number, avg: number, max: number): void;
+  __wbindgen_malloc(size: number): number;
+  __wbindgen_free(ptr: number, size: number): void;
+  __wbindgen_add_to_stack_pointer(delta: number): number;
+}
+
+/**
+ * fastcdc-wasm's own `get_chunks` copies its input into WebAssembly memory
+ * and back out again on every call. This drives the same exported function
+ * over one scratch region that stays allocated, so each byte is copied in
+ * once. All use is synchronous, so one region serves every chunker.
+ * test/chunker.test.ts checks the cuts against the public function.
+ */
+class WasmCutter {
+  private readonly wasm: WasmExports;
+  private ptr = 0;
+  private cap = 0;
+
+  constructor() {
+    this.wasm = (fastcdc as unknown as { __wasm: WasmExports }).__wasm;
+  }
+
+  /** Copies `parts` end to end into WebAssembly memory and returns the cut points. */
+  cut(parts: readonly Uint8Array[], min: number, avg: number, max: number): { cuts: Uint32Array; bytes: () => Uint8Array } {
+    const len = parts.reduce((s, p) => s + p.length, 0);
+    if (len > this.cap) {
+      if (this.cap > 0) this.wasm.__wbindgen_free(this.ptr, this.cap);
+      this.cap = Math.max(len, 1024 * 1024);
+      this.ptr = this.wasm.__wbindgen_malloc(this.cap);
+    }
+    const heap = new Uint8Array(this.wasm.memory.buffer);
+    let o = this.ptr;
+    for (const p of parts) {
+      heap.set(p, o);
+      o += p.length;
+    }
+    const retptr = this.wasm.__wbindgen_add_to_stack_pointer(-16);
+    try {
+      this.wasm.get_chunks(retptr, this.ptr, len, min, avg, max);
+      const words = new Int32Array(this.wasm.memory.buffer);
+      const r0 = words[retptr / 4]!;
+      const r1 = words[retptr / 4 + 1]!;
+      const cuts = new Uint32Array(this.wasm.memory.buffer, r0, r1).slice();
+      this.wasm.__wbindgen_free(r0, r1 * 4);
+      const ptr = this.ptr;
+      return { cuts, bytes: () => new Uint8Array(this.wasm.memory.buffer, ptr, len) };
+    } finally {
+      this.wasm.__wbindgen_add_to_stack_pointer(16);
+    }
+  }
+}
+
+let cutter: WasmCutter | null = null;
+function wasmCutter(): WasmCutter {
+  return (cutter ??= new WasmCutter());
+}
+
+/** A copy in a buffer of its own (transferable), not zero-filled first. */
+function copyOut(src: Uint8Array, start: number, end: number): Uint8Array {
+  const out = Buffer.allocUnsafeSlow(end - start);
+  out.set(src.subarray(start, end));
+  return out;
+}
+
 class StreamingCdc implements Chunker {
-  private tail: Buffer = Buffer.alloc(0);
+  private tail: Uint8Array = new Uint8Array(0);
   private readonly lastIsOnlyOpen: boolean;
   private readonly min: number;
   private readonly avg: number;
@@ -66,11 +136,11 @@ class StreamingCdc implements Chunker {
     this.lastIsOnlyOpen = centerIsFixed(min, avg);
   }
 
-  update(data: Buffer): Buffer[] {
+  update(data: Uint8Array): Uint8Array[] {
     if (data.length === 0) return [];
-    const window = this.tail.length === 0 ? data : Buffer.concat([this.tail, data]);
-    const cuts = get_chunks(window, this.min, this.avg, this.max);
-    const out: Buffer[] = [];
+    const { cuts, bytes } = wasmCutter().cut([this.tail, data], this.min, this.avg, this.max);
+    const window = bytes();
+    const out: Uint8Array[] = [];
     let keepFrom = 0;
     // cuts is [0, c1, ..., window.length]; chunk i spans cuts[i]..cuts[i+1].
     for (let i = 0; i + 1 < cuts.length; i++) {
@@ -79,62 +149,76 @@ class StreamingCdc implements Chunker {
       const isLast = i + 2 === cuts.length;
       const final = !isLast && (this.lastIsOnlyOpen || start + this.max <= window.length);
       if (!final) break;
-      out.push(window.subarray(start, end));
+      out.push(copyOut(window, start, end));
       keepFrom = end;
     }
-    // Copy the tail so the caller may drop the big window.
-    this.tail = Buffer.from(window.subarray(keepFrom));
+    this.tail = copyOut(window, keepFrom, window.length);
     return out;
   }
 
-  final(): Buffer[] {
+  final(): Uint8Array[] {
     const rest = this.tail;
-    this.tail = Buffer.alloc(0);
+    this.tail = new Uint8Array(0);
     if (rest.length === 0) return [];
-    return splitAt(rest, get_chunks(rest, this.min, this.avg, this.max));
+    const { cuts, bytes } = wasmCutter().cut([rest], this.min, this.avg, this.max);
+    const window = bytes();
+    const out: Uint8Array[] = [];
+    for (let i = 0; i + 1 < cuts.length; i++) out.push(copyOut(window, cuts[i]!, cuts[i + 1]!));
+    return out;
   }
 }
 
-function splitAt(data: Buffer, cuts: Uint32Array): Buffer[] {
-  const out: Buffer[] = [];
-  for (let i = 0; i + 1 < cuts.length; i++) out.push(data.subarray(cuts[i]!, cuts[i + 1]!));
-  return out;
-}
-
 class FixedChunker implements Chunker {
-  private tail: Buffer = Buffer.alloc(0);
+  private tail: Uint8Array = new Uint8Array(0);
   private readonly size: number;
 
   constructor(size: number) {
     this.size = size;
   }
 
-  update(data: Buffer): Buffer[] {
-    const window = this.tail.length === 0 ? data : Buffer.concat([this.tail, data]);
-    const out: Buffer[] = [];
+  update(data: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
     let pos = 0;
-    while (window.length - pos >= this.size) {
-      out.push(window.subarray(pos, pos + this.size));
+    if (this.tail.length > 0) {
+      const need = this.size - this.tail.length;
+      if (data.length < need) {
+        const t = new Uint8Array(this.tail.length + data.length);
+        t.set(this.tail);
+        t.set(data, this.tail.length);
+        this.tail = t;
+        return out;
+      }
+      const first = new Uint8Array(this.size);
+      first.set(this.tail);
+      first.set(data.subarray(0, need), this.tail.length);
+      out.push(first);
+      pos = need;
+    }
+    while (data.length - pos >= this.size) {
+      out.push(copyOut(data, pos, pos + this.size));
       pos += this.size;
     }
-    this.tail = Buffer.from(window.subarray(pos));
+    this.tail = copyOut(data, pos, data.length);
     return out;
   }
 
-  final(): Buffer[] {
+  final(): Uint8Array[] {
     const rest = this.tail;
-    this.tail = Buffer.alloc(0);
+    this.tail = new Uint8Array(0);
     return rest.length === 0 ? [] : [rest];
   }
 }
 
-/** Whole-buffer cut, the reference the streaming chunker must agree with. */
-export function chunkBuffer(data: Buffer, params: ChunkerParams): Buffer[] {
+/** All chunks of one buffer. */
+export function chunkBuffer(data: Uint8Array, params: ChunkerParams): Uint8Array[] {
   const c = createChunker(params);
   return [...c.update(data), ...c.final()];
 }
 
-/** fastcdc-wasm's own cut of one whole buffer: chunk lengths, for tests. */
-export function referenceCdcLengths(data: Buffer, min: number, avg: number, max: number): number[] {
-  return splitAt(Buffer.from(data), get_chunks(Buffer.from(data), min, avg, max)).map((c) => c.length);
+/** fastcdc-wasm's public, whole-buffer cut, as chunk lengths: the reference for tests. */
+export function referenceCdcLengths(data: Uint8Array, min: number, avg: number, max: number): number[] {
+  const cuts = fastcdc.get_chunks(Uint8Array.from(data), min, avg, max);
+  const out: number[] = [];
+  for (let i = 0; i + 1 < cuts.length; i++) out.push(cuts[i + 1]! - cuts[i]!);
+  return out;
 }

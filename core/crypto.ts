@@ -47,22 +47,31 @@ function subkeyAndIv(key: Uint8Array, nonce: Uint8Array): { subkey: Uint8Array; 
 }
 
 /**
- * Seals `plaintext` as nonce ‖ ciphertext ‖ tag. `ad` is authenticated but
- * not stored: the reader must know it (the blob's ID and type, say), which is
- * what makes a moved or swapped object fail to open.
+ * Seals the concatenation of `parts` as nonce ‖ ciphertext ‖ tag, returned
+ * as pieces (no copy into one buffer: a pack is written from the pieces).
+ * `ad` is authenticated but not stored: the reader must know it (the blob's
+ * ID and type, say), which is what makes a moved or swapped object fail to
+ * open.
  */
-export function seal(key: Uint8Array, plaintext: Uint8Array, ad: Uint8Array, nonce: Uint8Array = randomBytes(NONCE_SIZE)): Buffer {
+export function sealParts(key: Uint8Array, parts: readonly Uint8Array[], ad: Uint8Array, nonce: Uint8Array = randomBytes(NONCE_SIZE)): Buffer[] {
   const { subkey, iv } = subkeyAndIv(key, nonce);
   const cipher = createCipheriv('chacha20-poly1305', subkey, iv, { authTagLength: TAG_SIZE });
-  cipher.setAAD(ad, { plaintextLength: plaintext.length });
-  const out = Buffer.allocUnsafe(NONCE_SIZE + plaintext.length + TAG_SIZE);
-  out.set(nonce, 0);
-  const body = cipher.update(plaintext);
-  out.set(body, NONCE_SIZE);
+  const length = parts.reduce((n, p) => n + p.length, 0);
+  cipher.setAAD(ad, { plaintextLength: length });
+  const out: Buffer[] = [Buffer.from(nonce)];
+  for (const p of parts) {
+    const c = cipher.update(p);
+    if (c.length > 0) out.push(c);
+  }
   const rest = cipher.final();
-  if (rest.length !== 0) out.set(rest, NONCE_SIZE + body.length);
-  out.set(cipher.getAuthTag(), NONCE_SIZE + plaintext.length);
+  if (rest.length > 0) out.push(rest);
+  out.push(cipher.getAuthTag());
   return out;
+}
+
+/** Seals `plaintext` as one buffer: nonce ‖ ciphertext ‖ tag. */
+export function seal(key: Uint8Array, plaintext: Uint8Array, ad: Uint8Array, nonce?: Uint8Array): Buffer {
+  return Buffer.concat(sealParts(key, [plaintext], ad, nonce));
 }
 
 /** Opens a sealed payload; `null` when it is not authentic under key and ad. */

@@ -4,7 +4,7 @@
  * the payload claims to be (an object of a type, or a blob of a type and ID).
  */
 import { type Codec, type CompressionSettings, compress, decompress } from './compression.ts';
-import { ID_SIZE, open, seal } from './crypto.ts';
+import { ID_SIZE, open, sealParts } from './crypto.ts';
 
 export type BlobType = 'data' | 'tree';
 export const BLOB_TYPE_BYTE: Record<BlobType, number> = { data: 1, tree: 2 };
@@ -37,16 +37,23 @@ export function objectAd(type: SealedObjectType): Buffer {
   return Buffer.from([0x4f /* 'O' */, OBJECT_TYPE_BYTE[type]]);
 }
 
-function frame(codec: Codec, body: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(1 + body.length);
-  out[0] = codec;
-  out.set(body, 1);
-  return out;
+const CODEC_BYTES: Record<Codec, Buffer> = { 0: Buffer.from([0]), 1: Buffer.from([1]) };
+
+/** A sealed blob as pieces (nonce, ciphertext, tag) with their total length. */
+export interface SealedParts {
+  readonly parts: Buffer[];
+  readonly length: number;
+}
+
+export function sealBlobParts(key: Uint8Array, type: BlobType, id: Uint8Array, plaintext: Uint8Array, compression: CompressionSettings): SealedParts {
+  const c = compress(plaintext, compression);
+  // The codec byte and the body are sealed as one plaintext, without copying them together.
+  const parts = sealParts(key, [CODEC_BYTES[c.codec], c.body], blobAd(type, id));
+  return { parts, length: parts.reduce((n, p) => n + p.length, 0) };
 }
 
 export function sealBlob(key: Uint8Array, type: BlobType, id: Uint8Array, plaintext: Uint8Array, compression: CompressionSettings): Buffer {
-  const c = compress(plaintext, compression);
-  return seal(key, frame(c.codec, c.body), blobAd(type, id));
+  return Buffer.concat(sealBlobParts(key, type, id, plaintext, compression).parts);
 }
 
 /** The plaintext, or null when the bytes are not this blob. */
@@ -58,7 +65,7 @@ export function openBlob(key: Uint8Array, type: BlobType, id: Uint8Array, sealed
 
 export function sealObject(key: Uint8Array, type: SealedObjectType, plaintext: Uint8Array, compression: CompressionSettings): Buffer {
   const c = compress(plaintext, compression);
-  return seal(key, frame(c.codec, c.body), objectAd(type));
+  return Buffer.concat(sealParts(key, [CODEC_BYTES[c.codec], c.body], objectAd(type)));
 }
 
 export function openObject(key: Uint8Array, type: SealedObjectType, sealed: Uint8Array): Buffer | null {

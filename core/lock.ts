@@ -75,6 +75,8 @@ function describeLock(l: LockInfo): string {
 }
 
 export class RepositoryLock {
+  /** Locks this process holds, so a signal handler can remove them before exit. */
+  private static readonly held = new Set<RepositoryLock>();
   private readonly repo: Repository;
   private readonly info: Omit<LockInfo, 'time'>;
   private name: string;
@@ -105,6 +107,7 @@ export class RepositoryLock {
         if (!late) {
           const lock = new RepositoryLock(repo, info, name);
           lock.startRefresh();
+          RepositoryLock.held.add(lock);
           return lock;
         }
         await repo.backend.remove({ type: 'locks', name });
@@ -131,7 +134,12 @@ export class RepositoryLock {
     await this.repo.backend.remove({ type: 'locks', name: old });
   }
 
+  static async releaseAll(): Promise<void> {
+    await Promise.all([...RepositoryLock.held].map((l) => l.release().catch(() => {})));
+  }
+
   async release(): Promise<void> {
+    RepositoryLock.held.delete(this);
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.refreshing;

@@ -5,7 +5,7 @@
  * being sealed and padded, it hides from the server where one blob ends and
  * the next begins.
  */
-import { randomInt } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import { ID_SIZE, SEALED_KEY_SIZE } from './crypto.ts';
 import { BLOB_TYPE_BYTE, BLOB_TYPE_OF_BYTE, type BlobType, NO_COMPRESSION, openObject, sealObject } from './envelope.ts';
 import { IntegrityError } from './errors.ts';
@@ -28,8 +28,9 @@ export const NO_KEY_SLOT: KeySlot = { kind: 'none' };
 export interface SealedBlob {
   readonly type: BlobType;
   readonly id: Buffer;
-  /** nonce ‖ ciphertext ‖ tag, as envelope.sealBlob makes it. */
-  readonly sealed: Uint8Array;
+  /** nonce ‖ ciphertext ‖ tag, as envelope.sealBlobParts makes it, in pieces. */
+  readonly parts: readonly Uint8Array[];
+  readonly length: number;
 }
 
 export interface PackEntry {
@@ -40,7 +41,11 @@ export interface PackEntry {
 }
 
 export interface BuiltPack {
-  readonly bytes: Buffer;
+  /** The pack's bytes in order, not copied together. */
+  readonly parts: Uint8Array[];
+  readonly size: number;
+  /** Hex SHA-256 of the bytes: the pack's object name. */
+  readonly name: string;
   readonly entries: PackEntry[];
   readonly keySlot: KeySlot;
 }
@@ -82,14 +87,16 @@ export function buildPack(blobs: readonly SealedBlob[], metaKey: Uint8Array, key
   const entries: PackEntry[] = [];
   let offset = 0;
   for (const b of order) {
-    entries.push({ type: b.type, id: b.id, offset, length: b.sealed.length });
-    offset += b.sealed.length;
+    entries.push({ type: b.type, id: b.id, offset, length: b.length });
+    offset += b.length;
   }
   const header = sealObject(metaKey, 'pack-header', encodeHeader(entries, keySlot), NO_COMPRESSION);
   const trailer = Buffer.allocUnsafe(TRAILER_SIZE);
   trailer.writeUInt32LE(header.length, 0);
-  const bytes = Buffer.concat([...order.map((b) => b.sealed), header, trailer], offset + header.length + TRAILER_SIZE);
-  return { bytes, entries, keySlot };
+  const parts = [...order.flatMap((b) => b.parts), header, trailer];
+  const hash = createHash('sha256');
+  for (const p of parts) hash.update(p);
+  return { parts, size: offset + header.length + TRAILER_SIZE, name: hash.digest('hex'), entries, keySlot };
 }
 
 export interface PackHeader {

@@ -92,7 +92,7 @@ export function newConfig(recoveryPublicKey: Buffer, opts: NewConfigOptions): Re
     cipher: 'xchacha20-poly1305',
     blobId: 'blake2b-256-keyed',
     kdf: 'libsodium-kdf-blake2b',
-    compression: opts.compression ?? { algorithm: 'zstd', level: 3 },
+    compression: opts.compression ?? { algorithm: 'zstd', level: 1 },
     chunker,
     chunkRules: DEFAULT_CHUNK_RULES,
     packSize: opts.packSize ?? DEFAULT_PACK_SIZE,

@@ -12,7 +12,7 @@ import { type Backend, type Handle, type ObjectInfo, type ObjectType, describe }
 import { BlobIndex, type PackInfo, decodeIndex, encodeIndex } from './blob-index.ts';
 import { ObjectCache } from './cache.ts';
 import { type Argon2Params, type RepositoryKeys, blobId, initCrypto, keysFromMaster, openContentKey, randomKey, sealContentKey, sha256Hex } from './crypto.ts';
-import { type BlobType, type SealedObjectType, openBlob, openObject, sealBlob, sealObject } from './envelope.ts';
+import { type BlobType, type SealedObjectType, openBlob, openObject, sealBlobParts, sealObject } from './envelope.ts';
 import {
   FormatError,
   IntegrityError,
@@ -24,6 +24,8 @@ import {
 } from './errors.ts';
 import { type KeyFileJson, type KeyMeta, createKeyFile, openKeyFile, parseKeyFile, readKeyMeta } from './keyfile.ts';
 import { HEADER_READ_GUESS, type KeySlot, NO_KEY_SLOT, type SealedBlob, buildPack, headerLengthFromTail, parsePackHeader } from './pack.ts';
+import type { FinishedPack, PoolKeys } from './seal-pool.ts';
+import { Semaphore } from './semaphore.ts';
 import { ChunkPolicy, type NewConfigOptions, type RepositoryConfig, configSchema, newConfig } from './repository-config.ts';
 
 export type Clock = () => Date;
@@ -66,6 +68,7 @@ export class Repository {
   private readonly openPacks: Record<BlobType, OpenPack> = { data: { blobs: [], bytes: 0 }, tree: { blobs: [], bytes: 0 } };
   private readonly pending = new Set<string>();
   private readonly uploads = new Set<Promise<void>>();
+  private readonly uploadSlots: Semaphore;
   private unindexed: PackInfo[] = [];
   private uploadError: unknown = null;
   private readonly packKeys = new Map<string, Buffer>();
@@ -79,7 +82,8 @@ export class Repository {
     this.clock = opts.clock ?? (() => new Date());
     this.chunkPolicy = new ChunkPolicy(config);
     this.cache = opts.cacheRoot ? new ObjectCache(opts.cacheRoot, config.id) : null;
-    this.uploadConcurrency = opts.uploadConcurrency ?? (backend.isLocal ? 2 : 4);
+    this.uploadConcurrency = opts.uploadConcurrency ?? (backend.isLocal ? 1 : 4);
+    this.uploadSlots = new Semaphore(this.uploadConcurrency);
     if (config.writeOnlyHosts) {
       const key = randomKey();
       this.content = { key, slot: { kind: 'sealed', sealedKey: sealContentKey(key, Buffer.from(config.recoveryPublicKey, 'base64')) } };
@@ -228,13 +232,25 @@ export class Repository {
     return this.content.key;
   }
 
+  /** What seal workers need to hash, seal and pack for this repository. */
+  poolKeys(): PoolKeys {
+    return {
+      idKey: this.keys.idKey,
+      metaKey: this.keys.metaKey,
+      contentKey: this.content.key,
+      compression: this.config.compression,
+      packSize: this.config.packSize,
+      keySlot: this.content.slot,
+    };
+  }
+
   /** Seals and stores a blob on this thread (trees, small things). */
   async saveBlob(type: BlobType, plaintext: Uint8Array): Promise<{ id: Buffer; added: boolean }> {
     const id = blobId(this.keys.idKey, plaintext);
     const hex = id.toString('hex');
     if (!this.claim(hex)) return { id, added: false };
     const key = type === 'tree' ? this.keys.metaKey : this.content.key;
-    await this.addSealedBlob({ type, id, sealed: sealBlob(key, type, id, plaintext, this.config.compression) }, plaintext.length);
+    await this.addSealedBlob({ type, id, ...sealBlobParts(key, type, id, plaintext, this.config.compression) }, plaintext.length);
     return { id, added: true };
   }
 
@@ -247,7 +263,7 @@ export class Repository {
     this.throwIfFailed();
     const open = this.openPacks[blob.type];
     open.blobs.push(blob);
-    open.bytes += blob.sealed.length;
+    open.bytes += blob.length;
     this.stats.blobsAdded++;
     this.stats.blobBytesAdded += plaintextLength;
     if (open.bytes >= this.config.packSize) await this.finishPack(blob.type);
@@ -258,20 +274,40 @@ export class Repository {
     if (open.blobs.length === 0) return;
     const blobs = open.blobs;
     this.openPacks[type] = { blobs: [], bytes: 0 };
-    while (this.uploads.size >= this.uploadConcurrency) await Promise.race(this.uploads);
-    this.throwIfFailed();
+    await this.waitForUploadRoom();
     const slot = type === 'data' ? this.content.slot : NO_KEY_SLOT;
     const pack = buildPack(blobs, this.keys.metaKey, slot);
-    const name = sha256Hex(pack.bytes);
-    const info: PackInfo = { id: name, size: pack.bytes.length, keySlot: slot, blobs: pack.entries };
+    this.upload(type, { name: pack.name, parts: pack.parts, size: pack.size, entries: pack.entries, rawBytes: 0 }, slot);
+  }
+
+  /** Takes a data pack a seal worker built (with this process's content key slot). */
+  acceptPack(pack: FinishedPack): void {
+    this.stats.blobsAdded += pack.entries.length;
+    this.stats.blobBytesAdded += pack.rawBytes;
+    this.upload('data', pack, this.content.slot);
+  }
+
+  /** Resolves when another pack may be queued for upload; surfaces a failed upload. */
+  async waitForUploadRoom(): Promise<void> {
+    while (this.uploads.size >= this.uploadConcurrency + 1) await Promise.race(this.uploads);
+    this.throwIfFailed();
+  }
+
+  private upload(type: BlobType, pack: FinishedPack, slot: KeySlot): void {
+    const info: PackInfo = { id: pack.name, size: pack.size, keySlot: slot, blobs: pack.entries };
     const upload = (async () => {
-      await this.backend.save({ type: 'data', name }, pack.bytes);
-      if (type === 'tree' && this.cache) await this.cache.put('data', name, pack.bytes);
+      await this.uploadSlots.acquire();
+      try {
+        await this.backend.save({ type: 'data', name: pack.name }, pack.parts);
+      } finally {
+        this.uploadSlots.release();
+      }
+      if (type === 'tree' && this.cache) await this.cache.put('data', pack.name, Buffer.concat(pack.parts));
       this.index.addPack(info);
-      for (const b of blobs) this.pending.delete(b.id.toString('hex'));
+      for (const b of pack.entries) this.pending.delete(b.id.toString('hex'));
       this.unindexed.push(info);
       this.stats.packsWritten++;
-      this.stats.bytesUploaded += pack.bytes.length;
+      this.stats.bytesUploaded += pack.size;
       if (this.unindexed.length >= INDEX_EVERY_PACKS) await this.writeIndex();
     })().catch((e: unknown) => {
       this.uploadError ??= e;

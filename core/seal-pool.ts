@@ -1,32 +1,44 @@
 /**
- * Spreads the CPU work of blobs over worker threads: keyed hashing, zstd and
- * sealing on the way in, opening and ID checks on the way out. The main
- * thread keeps reading, chunking and packing. A byte budget bounds how much
- * chunk data is in flight, so a fast disk cannot fill memory.
+ * Spreads the CPU work of blobs over worker threads. Backing up, the main
+ * thread reads and chunks; workers hash, compress, seal and pack, and hand
+ * back whole packs to upload. Restoring, workers open and verify blobs. A
+ * byte budget bounds the chunk data in flight, so a fast disk cannot fill
+ * memory while a slow upload drains.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { CompressionSettings } from './compression.ts';
-import { blobId } from './crypto.ts';
-import { type BlobType, sealBlob } from './envelope.ts';
-import type { SealedBlob } from './pack.ts';
-import type { SealReply, SealRequest, SealWorkerInit } from './seal-worker.ts';
+import type { BlobType } from './envelope.ts';
+import type { KeySlot, PackEntry } from './pack.ts';
+import type { PackMessage, SealReply, SealRequest, SealWorkerInit } from './seal-worker.ts';
 
 export interface PoolKeys {
   readonly idKey: Buffer;
   readonly contentKey: Buffer;
   readonly metaKey: Buffer;
   readonly compression: CompressionSettings;
+  readonly packSize: number;
+  readonly keySlot: KeySlot;
 }
 
-/** What the pool needs from the repository to store a blob. */
+/** A pack ready to upload: its bytes in pieces, their SHA-256 name, and what they hold. */
+export interface FinishedPack {
+  readonly name: string;
+  readonly parts: readonly Uint8Array[];
+  readonly size: number;
+  readonly entries: PackEntry[];
+  readonly rawBytes: number;
+}
+
+/** What the pool needs from the repository to store blobs. */
 export interface BlobSink {
   claim(idHex: string): boolean;
-  addSealedBlob(blob: SealedBlob, plaintextLength: number): Promise<void>;
+  acceptPack(pack: FinishedPack): void;
+  waitForUploadRoom(): Promise<void>;
 }
 
 /** Chunks smaller than this are sealed on the calling thread: a round trip would cost more. */
-const INLINE_BELOW = 16 * 1024;
+const INLINE_BELOW = 4096;
 
 class ByteBudget {
   private used = 0;
@@ -38,7 +50,7 @@ class ByteBudget {
   }
 
   async acquire(n: number): Promise<void> {
-    if (this.used === 0 || (this.used + n <= this.limit && this.waiters.length === 0)) {
+    if (this.waiters.length === 0 && (this.used === 0 || this.used + n <= this.limit)) {
       this.used += n;
       return;
     }
@@ -60,21 +72,34 @@ class ByteBudget {
 interface PoolWorker {
   readonly worker: Worker;
   outstanding: number;
+  hash: { seq: number; data: ArrayBuffer }[];
+  keep: number[];
+  drop: number[];
+  open: { seq: number; type: BlobType; id: Uint8Array; key: Uint8Array; sealed: ArrayBuffer }[];
+  batchBytes: number;
+  scheduled: boolean;
 }
+
+/** A batch is sent at the end of the current event loop turn, or sooner once this big. */
+const BATCH_BYTES = 4 * 1024 * 1024;
+
+type Waiter = { resolve: (v: unknown) => void; reject: (e: unknown) => void };
 
 export class SealPool {
   private readonly keys: PoolKeys;
+  private readonly sink: BlobSink | null;
   private readonly threads: number;
   private workers: PoolWorker[] = [];
-  private readonly waiting = new Map<number, { resolve: (r: SealReply) => void; reject: (e: unknown) => void }>();
+  private readonly waiting = new Map<number, Waiter>();
   private seq = 0;
   private readonly budget: ByteBudget;
   private failed: unknown = null;
 
-  constructor(keys: PoolKeys, opts: { threads?: number; budgetBytes?: number } = {}) {
+  constructor(keys: PoolKeys, sink: BlobSink | null, opts: { threads?: number; budgetBytes?: number } = {}) {
     this.keys = keys;
+    this.sink = sink;
     this.threads = opts.threads ?? Math.max(1, availableParallelism());
-    this.budget = new ByteBudget(opts.budgetBytes ?? 48 * 1024 * 1024);
+    this.budget = new ByteBudget(opts.budgetBytes ?? 24 * 1024 * 1024);
   }
 
   private start(): void {
@@ -84,20 +109,49 @@ export class SealPool {
       contentKey: this.keys.contentKey,
       metaKey: this.keys.metaKey,
       compression: this.keys.compression,
+      packSize: this.keys.packSize,
+      keySlot: this.keys.keySlot,
     };
     for (let i = 0; i < this.threads; i++) {
       const worker = new Worker(new URL('./seal-worker.ts', import.meta.url), { workerData: init });
-      worker.on('message', (r: SealReply) => {
-        const w = this.waiting.get(r.seq);
-        if (!w) return;
-        this.waiting.delete(r.seq);
-        w.resolve(r);
-      });
+      worker.on('message', (m: SealReply | PackMessage) => this.onMessage(m));
       worker.on('error', (e) => this.fail(e));
       worker.on('exit', (code) => {
         if (code !== 0) this.fail(new Error(`seal worker exited with code ${code}`));
       });
-      this.workers.push({ worker, outstanding: 0 });
+      this.workers.push({ worker, outstanding: 0, hash: [], keep: [], drop: [], open: [], batchBytes: 0, scheduled: false });
+    }
+  }
+
+  private settle(seq: number, value: unknown): void {
+    const w = this.waiting.get(seq);
+    if (!w) return;
+    this.waiting.delete(seq);
+    w.resolve(value);
+  }
+
+  private onMessage(m: SealReply | PackMessage): void {
+    if ('pack' in m) {
+      const p = m.pack;
+      this.sink?.acceptPack({
+        name: p.name,
+        parts: p.parts.map((ab) => new Uint8Array(ab)),
+        size: p.size,
+        entries: p.entries.map((e, i) => ({ type: e.type, id: Buffer.from(p.ids, i * 32, 32), offset: e.offset, length: e.length })),
+        rawBytes: p.rawBytes,
+      });
+      return;
+    }
+    switch (m.op) {
+      case 'ids':
+        m.seqs.forEach((seq, i) => this.settle(seq, Buffer.from(m.ids, i * 32, 32)));
+        break;
+      case 'done':
+        for (const seq of m.seqs) this.settle(seq, undefined);
+        break;
+      case 'opened':
+        for (const it of m.items) this.settle(it.seq, 'failure' in it ? it.failure : Buffer.from(it.plain));
+        break;
     }
   }
 
@@ -114,56 +168,99 @@ export class SealPool {
     return best;
   }
 
-  private request(w: PoolWorker, msg: SealRequest, transfer: ArrayBuffer[] = []): Promise<SealReply> {
+  private wait<T>(seq: number): Promise<T> {
     if (this.failed) return Promise.reject(this.failed);
-    return new Promise<SealReply>((resolve, reject) => {
-      this.waiting.set(msg.seq, { resolve, reject });
-      w.worker.postMessage(msg, transfer);
-    });
+    return new Promise<T>((resolve, reject) => this.waiting.set(seq, { resolve: resolve as (v: unknown) => void, reject }));
+  }
+
+  private schedule(w: PoolWorker, bytes: number): void {
+    w.batchBytes += bytes;
+    if (w.batchBytes >= BATCH_BYTES) this.send(w);
+    else if (!w.scheduled) {
+      w.scheduled = true;
+      setImmediate(() => this.send(w));
+    }
+  }
+
+  private send(w: PoolWorker): void {
+    w.scheduled = false;
+    w.batchBytes = 0;
+    if (w.hash.length > 0) {
+      const items = w.hash;
+      w.hash = [];
+      w.worker.postMessage({ op: 'hash', items } satisfies SealRequest, items.map((i) => i.data));
+    }
+    if (w.keep.length > 0 || w.drop.length > 0) {
+      const msg: SealRequest = { op: 'decide', keep: w.keep, drop: w.drop };
+      w.keep = [];
+      w.drop = [];
+      w.worker.postMessage(msg);
+    }
+    if (w.open.length > 0) {
+      const items = w.open;
+      w.open = [];
+      w.worker.postMessage({ op: 'open', items } satisfies SealRequest, items.map((i) => i.sealed));
+    }
   }
 
   /**
-   * Stores one chunk as a blob unless the sink already has it; returns the
-   * blob's ID. The chunk may be a view into a larger buffer: it is copied.
+   * Stores one chunk as a data blob unless the sink already has it. `id`
+   * resolves to the blob's ID once it is stored (or known); `admitted`
+   * resolves as soon as the chunk is within the pool's memory budget, which
+   * is when a reader may go on to the next file. A chunk with its own whole
+   * ArrayBuffer (as the chunker makes them) is transferred to a worker: the
+   * caller must not touch it afterwards.
    */
-  async store(type: BlobType, chunk: Uint8Array, sink: BlobSink): Promise<Buffer> {
-    if (chunk.length < INLINE_BELOW) return await this.storeInline(type, chunk, sink);
+  store(chunk: Uint8Array): { admitted: Promise<void>; id: Promise<Buffer> } {
+    let admit!: () => void;
+    const admitted = new Promise<void>((r) => (admit = r));
+    const id = this.storeAdmitted(chunk, admit);
+    id.catch(() => admit());
+    return { admitted, id };
+  }
+
+  private async storeAdmitted(chunk: Uint8Array, admit: () => void): Promise<Buffer> {
+    const sink = this.sink;
+    if (!sink) throw new Error('this pool was made for reading only');
+    await sink.waitForUploadRoom();
     const n = chunk.length;
     await this.budget.acquire(n);
+    admit();
     const w = this.pick();
     w.outstanding += n;
-    let workerDone = false;
-    const leaveWorker = (): void => {
-      if (!workerDone) w.outstanding -= n;
-      workerDone = true;
-    };
     try {
       const seq = ++this.seq;
-      const data = new ArrayBuffer(n);
-      new Uint8Array(data).set(chunk);
-      const hashed = await this.request(w, { op: 'hash', seq, data }, [data]);
-      const id = Buffer.from((hashed as { id: Uint8Array }).id);
+      const hashed = this.wait<Buffer>(seq);
+      w.hash.push({ seq, data: transferable(chunk) });
+      this.schedule(w, n);
+      const id = await hashed;
       if (!sink.claim(id.toString('hex'))) {
-        w.worker.postMessage({ op: 'drop', seq } satisfies SealRequest);
+        w.drop.push(seq);
+        this.schedule(w, 0);
         return id;
       }
-      const reply = await this.request(w, { op: 'seal', seq, type });
-      leaveWorker();
-      await sink.addSealedBlob({ type, id, sealed: Buffer.from((reply as { sealed: ArrayBuffer }).sealed) }, n);
+      const sealed = this.wait<void>(seq);
+      w.keep.push(seq);
+      this.schedule(w, 0);
+      await sealed;
       return id;
     } finally {
-      leaveWorker();
+      w.outstanding -= n;
       this.budget.release(n);
     }
   }
 
-  private async storeInline(type: BlobType, chunk: Uint8Array, sink: BlobSink): Promise<Buffer> {
-    const id = blobId(this.keys.idKey, chunk);
-    if (sink.claim(id.toString('hex'))) {
-      const key = type === 'tree' ? this.keys.metaKey : this.keys.contentKey;
-      await sink.addSealedBlob({ type, id, sealed: sealBlob(key, type, id, chunk, this.keys.compression) }, chunk.length);
-    }
-    return id;
+  /** Has every worker hand back its partly filled pack. */
+  async flush(): Promise<void> {
+    await Promise.all(
+      this.workers.map((w) => {
+        this.send(w);
+        const seq = ++this.seq;
+        const done = this.wait<void>(seq);
+        w.worker.postMessage({ op: 'flush', seq } satisfies SealRequest);
+        return done;
+      }),
+    );
   }
 
   /**
@@ -176,10 +273,11 @@ export class SealPool {
     const w = this.pick();
     w.outstanding += n;
     try {
-      const data = ownCopy(sealed);
-      const reply = await this.request(w, { op: 'open', seq: ++this.seq, type, id, key, sealed: data }, [data]);
-      if ('failure' in reply) return reply.failure;
-      return Buffer.from((reply as { plain: ArrayBuffer }).plain);
+      const seq = ++this.seq;
+      const opened = this.wait<Buffer | 'decrypt' | 'id'>(seq);
+      w.open.push({ seq, type, id, key, sealed: transferable(sealed) });
+      this.schedule(w, n);
+      return await opened;
     } finally {
       w.outstanding -= n;
       this.budget.release(n);
@@ -193,7 +291,9 @@ export class SealPool {
   }
 }
 
-function ownCopy(b: Uint8Array): ArrayBuffer {
+/** The chunk's own ArrayBuffer when it spans all of it (no copy), else a copy. */
+function transferable(b: Uint8Array): ArrayBuffer {
+  if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) return b.buffer;
   const ab = new ArrayBuffer(b.byteLength);
   new Uint8Array(ab).set(b);
   return ab;

@@ -5,7 +5,7 @@
  * blob ID and deduplicates.
  */
 import { z } from 'zod';
-import { IntegrityError } from './errors.ts';
+import { IntegrityError, UsageError } from './errors.ts';
 
 export type NodeType = 'file' | 'dir' | 'symlink' | 'chardev' | 'blockdev';
 
@@ -148,7 +148,7 @@ export interface TreeStore {
   saveBlob(type: 'tree', plaintext: Uint8Array): Promise<{ id: Buffer; added: boolean }>;
 }
 
-export async function loadTree(store: TreeStore, idHex: string): Promise<Tree> {
+export async function loadTree(store: Pick<TreeStore, 'loadBlob'>, idHex: string): Promise<Tree> {
   const tree = decodeTree(await store.loadBlob('tree', idHex));
   if (!tree) throw new IntegrityError(`tree blob ${idHex}`, 'decrypts but is not a valid tree');
   return tree;
@@ -156,4 +156,38 @@ export async function loadTree(store: TreeStore, idHex: string): Promise<Tree> {
 
 export async function saveTree(store: TreeStore, nodes: readonly TreeNode[]): Promise<string> {
   return (await store.saveBlob('tree', encodeTree(nodes))).id.toString('hex');
+}
+
+/** The node at `parts` below a root tree; null for the root itself. Throws UsageError when absent. */
+export async function findNode(store: Pick<TreeStore, 'loadBlob'>, rootTree: string, parts: readonly string[]): Promise<TreeNode | null> {
+  let tree = rootTree;
+  let node: TreeNode | null = null;
+  let display = '';
+  for (const [i, part] of parts.entries()) {
+    const t = await loadTree(store, tree);
+    const found = t.nodes.find((n) => n.name === part);
+    display += `/${part}`;
+    if (!found) throw new UsageError(`${display} is not in the snapshot (see "stowage ls")`);
+    node = found;
+    if (i < parts.length - 1) {
+      if (found.type !== 'dir' || !found.subtree) throw new UsageError(`${display} is not a directory in the snapshot`);
+      tree = found.subtree;
+    }
+  }
+  return node;
+}
+
+/** Visits every node below a tree, depth first, with its path. */
+export async function walkTree(
+  store: Pick<TreeStore, 'loadBlob'>,
+  treeId: string,
+  prefix: string,
+  visit: (path: string, node: TreeNode) => void | Promise<void>,
+): Promise<void> {
+  const tree = await loadTree(store, treeId);
+  for (const node of tree.nodes) {
+    const p = `${prefix}/${node.name}`;
+    await visit(p, node);
+    if (node.type === 'dir' && node.subtree) await walkTree(store, node.subtree, p, visit);
+  }
 }

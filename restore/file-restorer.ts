@@ -21,7 +21,7 @@ import { type Counters, type ProgressReporter, newCounters, silentProgress } fro
 import type { Repository } from '../core/repository.ts';
 import { mapLimit } from '../core/repository.ts';
 import type { SealPool } from '../core/seal-pool.ts';
-import { type TreeNode, loadTree, nameBytes, targetBytes } from '../core/tree.ts';
+import { type TreeNode, findNode, loadTree, nameBytes, targetBytes } from '../core/tree.ts';
 import { writeXattrs } from '../core/xattr.ts';
 import { checkName, splitSnapshotPath } from './safe-name.ts';
 
@@ -119,21 +119,8 @@ class FileRestorer {
   private async resolveStart(rootTree: string): Promise<{ node: TreeNode | null; display: string }> {
     if (!this.opts.path) return { node: null, display: '' };
     const parts = splitSnapshotPath(this.opts.path);
-    let tree = rootTree;
-    let node: TreeNode | null = null;
-    let display = '';
-    for (const [i, part] of parts.entries()) {
-      const t = await loadTree(this.opts.repo, tree);
-      const found = t.nodes.find((n) => n.name === part);
-      display += `/${part}`;
-      if (!found) throw new UnsafePathError(`${display} is not in the snapshot`);
-      node = found;
-      if (i < parts.length - 1) {
-        if (found.type !== 'dir' || !found.subtree) throw new UnsafePathError(`${display} is not a directory`);
-        tree = found.subtree;
-      }
-    }
-    return { node, display };
+    const node = await findNode(this.opts.repo, rootTree, parts);
+    return { node, display: parts.map((p) => `/${p}`).join('') };
   }
 
   private async plan(treeId: string, dir: Buffer, display: string, depth: number): Promise<void> {

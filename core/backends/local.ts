@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { type Backend, type ByteRange, type Handle, type ObjectInfo, type ObjectType, describe, isValidName, OBJECT_TYPES } from '../backend.ts';
+import { type Backend, type Body, type ByteRange, type Handle, type ObjectInfo, type ObjectType, bodyParts, describe, isValidName, OBJECT_TYPES } from '../backend.ts';
 import { BackendError, IntegrityError, NoSpaceError, ObjectExistsError, ObjectNotFoundError, RepositoryExistsError, errnoCode, isStowageError } from '../errors.ts';
 
 const FILE_MODE = 0o600;
@@ -49,7 +49,7 @@ export class LocalBackend implements Backend {
     return path.join(this.root, h.type, h.name);
   }
 
-  async save(h: Handle, data: Uint8Array): Promise<void> {
+  async save(h: Handle, data: Body): Promise<void> {
     const target = this.pathOf(h);
     const dir = path.dirname(target);
     if (h.type === 'data') await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
@@ -57,7 +57,7 @@ export class LocalBackend implements Backend {
     try {
       const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE);
       try {
-        await fh.writeFile(data);
+        await writeAll(fh, bodyParts(data));
         await fh.sync();
       } finally {
         await fh.close();
@@ -76,9 +76,9 @@ export class LocalBackend implements Backend {
     }
   }
 
-  private async checkSame(h: Handle, target: string, data: Uint8Array): Promise<void> {
+  private async checkSame(h: Handle, target: string, data: Body): Promise<void> {
     const existing = await fs.readFile(target);
-    if (!existing.equals(data)) throw new ObjectExistsError(describe(h));
+    if (!existing.equals(Buffer.concat(bodyParts(data)))) throw new ObjectExistsError(describe(h));
   }
 
   async load(h: Handle, range?: ByteRange): Promise<Buffer> {
@@ -150,6 +150,16 @@ export class LocalBackend implements Backend {
   }
 
   async close(): Promise<void> {}
+}
+
+/** writev in batches (IOV_MAX is 1024 on Linux), then whatever was short. */
+async function writeAll(fh: fs.FileHandle, parts: readonly Uint8Array[]): Promise<void> {
+  for (let i = 0; i < parts.length; i += 512) {
+    const batch = parts.slice(i, i + 512);
+    const want = batch.reduce((n, p) => n + p.length, 0);
+    const { bytesWritten } = await fh.writev(batch as Uint8Array[]);
+    if (bytesWritten < want) await fh.write(Buffer.concat(batch).subarray(bytesWritten));
+  }
 }
 
 async function readdirOrEmpty(dir: string): Promise<string[]> {

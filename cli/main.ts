@@ -1,0 +1,152 @@
+/**
+ * The command line: registers every command with commander, loads a
+ * command's module only when it runs, and turns the outcome into an exit
+ * status (cli/exit-codes.ts is the only place that decides them).
+ */
+import { Command, CommanderError } from 'commander';
+import { isStowageError } from '../core/errors.ts';
+import { RepositoryLock } from '../core/lock.ts';
+import { PROGRAM_VERSION } from '../core/version.ts';
+import { type Context, type GlobalOptions, makeContext } from './context.ts';
+import { EXIT, EXIT_MEANINGS, exitCodeFor } from './exit-codes.ts';
+
+type Action = (ctx: Context, ...args: never[]) => Promise<number>;
+
+function exitCodeHelp(): string {
+  return (
+    '\nExit codes:\n' +
+    Object.entries(EXIT_MEANINGS)
+      .map(([code, meaning]) => `  ${code.padStart(3)}  ${meaning}`)
+      .join('\n') +
+    '\n\nEnvironment: STOWAGE_REPOSITORY, STOWAGE_PASSWORD, STOWAGE_PASSWORD_FILE, STOWAGE_PASSWORD_COMMAND,\n' +
+    '  STOWAGE_TOKEN (server token), STOWAGE_CACHE_DIR, DOCKER_HOST.\n'
+  );
+}
+
+export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: unknown[]) => Promise<void>): Command {
+  const program = new Command('stowage')
+    .description('Encrypted, deduplicating backups of Docker hosts and their containers')
+    .version(PROGRAM_VERSION)
+    .option('-r, --repo <location>', 'repository: a directory, or https://HOST:PORT/NAME (default: $STOWAGE_REPOSITORY)')
+    .option('--password-file <file>', 'read the passphrase from the first line of a file')
+    .option('--password-command <cmd>', 'read the passphrase from the output of a shell command')
+    .option('--key-hint <id>', 'try this key file first')
+    .option('--token-file <file>', 'server token file (default: $STOWAGE_TOKEN)')
+    .option('--server-fingerprint <sha256>', "pin the server's certificate by its SHA-256 fingerprint")
+    .option('--ca-file <file>', 'trust this CA bundle for the server instead of a pinned fingerprint')
+    .option('--cache-dir <dir>', 'local cache directory (default: $XDG_CACHE_HOME/stowage)')
+    .option('--no-cache', 'do not use the local cache')
+    .option('--json', 'print JSON lines for machines instead of text')
+    .option('-q, --quiet', 'print only results and errors')
+    .addHelpText('after', exitCodeHelp())
+    .showHelpAfterError('(run "stowage --help" for usage)')
+    .exitOverride();
+
+  const cmd = (name: string, description: string): Command => program.command(name).description(description).exitOverride();
+
+  cmd('init', 'create a new repository')
+    .option('--write-only-hosts', 'allow write-only host keys (they can back up but not read old contents)')
+    .action((o, c) => run(() => import('./commands/init.ts') as never, [o, c]));
+
+  cmd('backup', 'back up paths into a new snapshot')
+    .argument('<path...>', 'files or directories')
+    .option('--tag <tag>', 'tag the snapshot (repeatable)', collect, [])
+    .option('--host <name>', 'host name to record (default: this host)')
+    .option('--parent <snapshot>', 'compare against this snapshot ("none" to read every file)')
+    .option('-e, --exclude <pattern>', 'leave out matching paths (repeatable; glob)', collect, [])
+    .option('--exclude-file <file>', 'read exclude patterns from a file (repeatable)', collect, [])
+    .action((paths, o, c) => run(() => import('./commands/backup.ts') as never, [paths, o, c]));
+
+  cmd('snapshots', 'list snapshots')
+    .option('--host <host>', 'only this host (repeatable)', collect, [])
+    .option('--tag <tags>', 'only with these tags (comma means all of them; repeatable means any)', collect, [])
+    .option('--path <path>', 'only snapshots of this path (repeatable)', collect, [])
+    .option('--latest <n>', 'only the latest n per host and paths')
+    .action((o, c) => run(() => import('./commands/snapshots.ts') as never, [o, c]));
+
+  cmd('ls', 'list the files of a snapshot')
+    .argument('<snapshot>', 'ID, unique prefix, or "latest"')
+    .argument('[path]', 'a directory or file inside the snapshot')
+    .option('-l, --long', 'show mode, owner, size and time')
+    .action((s, p, o, c) => run(() => import('./commands/ls.ts') as never, [s, p, o, c]));
+
+  cmd('restore', 'restore files from a snapshot')
+    .argument('<snapshot>', 'ID, unique prefix, or "latest"')
+    .option('-t, --target <dir>', 'directory to restore into')
+    .option('--path <path>', 'restore only this file or directory of the snapshot')
+    .action((s, o, c) => run(() => import('./commands/restore.ts') as never, [s, o, c]));
+
+  cmd('cat', 'print a repository object, decrypted')
+    .argument('<kind>', 'config, snapshot, index, key, lock, pack, tree or blob')
+    .argument('[id]', 'the object ID (or a unique prefix)')
+    .action((k, id, _o, c) => run(() => import('./commands/cat.ts') as never, [k, id, c]));
+
+  cmd('key', 'manage the passphrases of a repository')
+    .argument('<action>', 'list, add, remove or passwd')
+    .argument('[id]', 'key ID for remove')
+    .option('--write-only', 'with add: a write-only host key')
+    .action((a, id, o, c) => run(() => import('./commands/key.ts') as never, [a, id, o, c]));
+
+  cmd('unlock', 'remove stale locks')
+    .option('--remove-all', 'remove all locks, not only stale ones')
+    .action((o, c) => run(() => import('./commands/unlock.ts') as never, [o, c]));
+
+  return program;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let exitCode: number = EXIT.OK;
+  let ctx: Context | null = null;
+  const program = buildProgram(async (load, args) => {
+    const command = args.at(-1) as Command;
+    const global = command.optsWithGlobals() as GlobalOptions;
+    ctx = makeContext(global, env);
+    const mod = await load();
+    exitCode = await (mod.run as (ctx: Context, ...a: unknown[]) => Promise<number>)(ctx, ...args.slice(0, -1));
+  });
+  installSignalHandlers();
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT.OK;
+      return EXIT.USAGE;
+    }
+    const out = (ctx as Context | null)?.out ?? makeContext({ json: argv.includes('--json') }, env).out;
+    if (isStowageError(e)) {
+      const code = exitCodeFor(e.code);
+      out.error(e.code, e.message, code);
+      return code;
+    }
+    out.error('ERR_BUG', `unexpected error (this is a bug, please report it): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`, EXIT.FAILURE);
+    return EXIT.FAILURE;
+  }
+}
+
+let handlersInstalled = false;
+
+/**
+ * On SIGINT or SIGTERM: remove our locks and leave with 130. Everything an
+ * interrupted backup wrote is a complete object (writes are atomic), and
+ * nothing refers to it until a snapshot is saved, so the repository stays
+ * valid and the next run adopts what landed.
+ */
+function installSignalHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) process.exit(EXIT.INTERRUPTED);
+    stopping = true;
+    process.stderr.write(`\nstowage: ${signal}: stopping; the repository stays valid and the next run resumes\n`);
+    void RepositoryLock.releaseAll().finally(() => process.exit(EXIT.INTERRUPTED));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+

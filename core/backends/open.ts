@@ -1,0 +1,39 @@
+/**
+ * Turns a repository location into a backend: a local path (or `local:PATH`)
+ * or an `https://host:port/NAME` URL served by `stowage serve`. Plain HTTP is
+ * refused outright: there is no unencrypted transport to fall back to.
+ */
+import { UsageError } from '../errors.ts';
+import type { Backend } from '../backend.ts';
+import { LocalBackend } from './local.ts';
+
+export interface BackendOptions {
+  readonly env: NodeJS.ProcessEnv;
+  readonly tokenFile?: string;
+  readonly serverFingerprint?: string;
+  readonly caFile?: string;
+}
+
+export type BackendFactory = (location: string, opts: BackendOptions) => Promise<Backend>;
+
+const remoteFactories = new Map<string, BackendFactory>();
+
+/** Lets the HTTPS client register itself without this module importing it eagerly. */
+export function registerRemote(scheme: string, factory: BackendFactory): void {
+  remoteFactories.set(scheme, factory);
+}
+
+export async function openBackend(location: string, opts: BackendOptions): Promise<Backend> {
+  if (/^http:\/\//i.test(location)) {
+    throw new UsageError(`refusing plain HTTP repository ${location}: stowage servers speak HTTPS only (use https://)`);
+  }
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(location)?.[1]?.toLowerCase();
+  if (scheme) {
+    const factory = remoteFactories.get(scheme);
+    if (!factory) throw new UsageError(`unsupported repository location ${location}`);
+    return await factory(location, opts);
+  }
+  const local = location.startsWith('local:') ? location.slice(6) : location;
+  if (local.length === 0) throw new UsageError('empty repository location');
+  return new LocalBackend(local);
+}
