@@ -29,7 +29,7 @@ import { type IdNames, loadIdNames } from './idnames.ts';
 import { Semaphore } from './semaphore.ts';
 
 /** Bytes read from a file at once. */
-const READ_BLOCK = 8 * 1024 * 1024;
+const READ_BLOCK = 4 * 1024 * 1024;
 /**
  * Files up to this size, and all metadata, are read with synchronous calls.
  * Each asynchronous call is a round trip through libuv's thread pool, and

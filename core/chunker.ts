@@ -18,6 +18,7 @@
  * full `max` bytes in view are.
  */
 import fastcdc from 'fastcdc-wasm';
+import { chunkBuffers } from './buffer-pool.ts';
 
 export type ChunkerParams =
   | { readonly algorithm: 'fastcdc'; readonly min: number; readonly avg: number; readonly max: number }
@@ -44,8 +45,9 @@ function centerIsFixed(min: number, avg: number): boolean {
 export interface Chunker {
   /**
    * Feeds bytes; returns the chunks that are now final. Each chunk is a copy
-   * with its own ArrayBuffer (it can be transferred to a worker), and the
-   * input may be reused as soon as this returns.
+   * at the start of an ArrayBuffer of its own from the chunk buffer pool (it
+   * can be transferred to a worker, and given back to the pool afterwards),
+   * and the input may be reused as soon as this returns.
    */
   update(data: Uint8Array): Uint8Array[];
   /** Ends the stream; returns the remaining chunks. */
@@ -115,9 +117,9 @@ function wasmCutter(): WasmCutter {
   return (cutter ??= new WasmCutter());
 }
 
-/** A copy in a buffer of its own (transferable), not zero-filled first. */
+/** A copy in a pooled buffer of its own (transferable to a worker and back). */
 function copyOut(src: Uint8Array, start: number, end: number): Uint8Array {
-  const out = Buffer.allocUnsafeSlow(end - start);
+  const out = chunkBuffers.take(end - start);
   out.set(src.subarray(start, end));
   return out;
 }
@@ -152,6 +154,8 @@ class StreamingCdc implements Chunker {
       out.push(copyOut(window, start, end));
       keepFrom = end;
     }
+    // The tail was copied into WebAssembly memory above; its buffer can go back.
+    chunkBuffers.give(this.tail.buffer as ArrayBuffer);
     this.tail = copyOut(window, keepFrom, window.length);
     return out;
   }
@@ -161,6 +165,7 @@ class StreamingCdc implements Chunker {
     this.tail = new Uint8Array(0);
     if (rest.length === 0) return [];
     const { cuts, bytes } = wasmCutter().cut([rest], this.min, this.avg, this.max);
+    chunkBuffers.give(rest.buffer as ArrayBuffer);
     const window = bytes();
     const out: Uint8Array[] = [];
     for (let i = 0; i + 1 < cuts.length; i++) out.push(copyOut(window, cuts[i]!, cuts[i + 1]!));
@@ -176,21 +181,28 @@ class FixedChunker implements Chunker {
     this.size = size;
   }
 
+  /** Replaces the tail, giving the old one's buffer back to the pool exactly once. */
+  private setTail(next: Uint8Array): void {
+    chunkBuffers.give(this.tail.buffer as ArrayBuffer);
+    this.tail = next;
+  }
+
   update(data: Uint8Array): Uint8Array[] {
     const out: Uint8Array[] = [];
     let pos = 0;
     if (this.tail.length > 0) {
       const need = this.size - this.tail.length;
       if (data.length < need) {
-        const t = new Uint8Array(this.tail.length + data.length);
+        const t = chunkBuffers.take(this.tail.length + data.length);
         t.set(this.tail);
         t.set(data, this.tail.length);
-        this.tail = t;
+        this.setTail(t);
         return out;
       }
-      const first = new Uint8Array(this.size);
+      const first = chunkBuffers.take(this.size);
       first.set(this.tail);
       first.set(data.subarray(0, need), this.tail.length);
+      this.setTail(new Uint8Array(0));
       out.push(first);
       pos = need;
     }
@@ -198,7 +210,7 @@ class FixedChunker implements Chunker {
       out.push(copyOut(data, pos, pos + this.size));
       pos += this.size;
     }
-    this.tail = copyOut(data, pos, data.length);
+    this.setTail(pos < data.length ? copyOut(data, pos, data.length) : new Uint8Array(0));
     return out;
   }
 

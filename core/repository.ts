@@ -23,8 +23,8 @@ import {
   isStowageError,
 } from './errors.ts';
 import { type KeyFileJson, type KeyMeta, createKeyFile, openKeyFile, parseKeyFile, readKeyMeta } from './keyfile.ts';
-import { HEADER_READ_GUESS, type KeySlot, NO_KEY_SLOT, type SealedBlob, buildPack, headerLengthFromTail, parsePackHeader } from './pack.ts';
-import type { FinishedPack, PoolKeys } from './seal-pool.ts';
+import { type BuiltPack, HEADER_READ_GUESS, type KeySlot, NO_KEY_SLOT, type SealedBlob, buildPack, headerLengthFromTail, parsePackHeader } from './pack.ts';
+import type { PoolKeys } from './seal-pool.ts';
 import { Semaphore } from './semaphore.ts';
 import { ChunkPolicy, type NewConfigOptions, type RepositoryConfig, configSchema, newConfig } from './repository-config.ts';
 
@@ -232,16 +232,9 @@ export class Repository {
     return this.content.key;
   }
 
-  /** What seal workers need to hash, seal and pack for this repository. */
+  /** What seal workers need to hash and seal data blobs for this repository. */
   poolKeys(): PoolKeys {
-    return {
-      idKey: this.keys.idKey,
-      metaKey: this.keys.metaKey,
-      contentKey: this.content.key,
-      compression: this.config.compression,
-      packSize: this.config.packSize,
-      keySlot: this.content.slot,
-    };
+    return { idKey: this.keys.idKey, contentKey: this.content.key, compression: this.config.compression };
   }
 
   /** Seals and stores a blob on this thread (trees, small things). */
@@ -277,24 +270,17 @@ export class Repository {
     await this.waitForUploadRoom();
     const slot = type === 'data' ? this.content.slot : NO_KEY_SLOT;
     const pack = buildPack(blobs, this.keys.metaKey, slot);
-    this.upload(type, { name: pack.name, parts: pack.parts, size: pack.size, entries: pack.entries, rawBytes: 0 }, slot);
-  }
-
-  /** Takes a data pack a seal worker built (with this process's content key slot). */
-  acceptPack(pack: FinishedPack): void {
-    this.stats.blobsAdded += pack.entries.length;
-    this.stats.blobBytesAdded += pack.rawBytes;
-    this.upload('data', pack, this.content.slot);
+    this.upload(type, pack);
   }
 
   /** Resolves when another pack may be queued for upload; surfaces a failed upload. */
   async waitForUploadRoom(): Promise<void> {
-    while (this.uploads.size >= this.uploadConcurrency + 1) await Promise.race(this.uploads);
+    while (this.uploads.size >= this.uploadConcurrency) await Promise.race(this.uploads);
     this.throwIfFailed();
   }
 
-  private upload(type: BlobType, pack: FinishedPack, slot: KeySlot): void {
-    const info: PackInfo = { id: pack.name, size: pack.size, keySlot: slot, blobs: pack.entries };
+  private upload(type: BlobType, pack: BuiltPack): void {
+    const info: PackInfo = { id: pack.name, size: pack.size, keySlot: pack.keySlot, blobs: pack.entries };
     const upload = (async () => {
       await this.uploadSlots.acquire();
       try {

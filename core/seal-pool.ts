@@ -1,39 +1,28 @@
 /**
  * Spreads the CPU work of blobs over worker threads. Backing up, the main
- * thread reads and chunks; workers hash, compress, seal and pack, and hand
- * back whole packs to upload. Restoring, workers open and verify blobs. A
- * byte budget bounds the chunk data in flight, so a fast disk cannot fill
- * memory while a slow upload drains.
+ * thread reads and chunks; workers hash, compress and seal; the main thread
+ * packs and uploads. Restoring, workers open and verify blobs. A byte budget
+ * bounds the chunk data in flight, so a fast disk cannot fill memory while a
+ * slow upload drains.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { CompressionSettings } from './compression.ts';
+import { chunkBuffers } from './buffer-pool.ts';
 import type { BlobType } from './envelope.ts';
-import type { KeySlot, PackEntry } from './pack.ts';
-import type { PackMessage, SealReply, SealRequest, SealWorkerInit } from './seal-worker.ts';
+import type { SealedBlob } from './pack.ts';
+import type { SealReply, SealRequest, SealWorkerInit } from './seal-worker.ts';
 
 export interface PoolKeys {
   readonly idKey: Buffer;
   readonly contentKey: Buffer;
-  readonly metaKey: Buffer;
   readonly compression: CompressionSettings;
-  readonly packSize: number;
-  readonly keySlot: KeySlot;
-}
-
-/** A pack ready to upload: its bytes in pieces, their SHA-256 name, and what they hold. */
-export interface FinishedPack {
-  readonly name: string;
-  readonly parts: readonly Uint8Array[];
-  readonly size: number;
-  readonly entries: PackEntry[];
-  readonly rawBytes: number;
 }
 
 /** What the pool needs from the repository to store blobs. */
 export interface BlobSink {
   claim(idHex: string): boolean;
-  acceptPack(pack: FinishedPack): void;
+  addSealedBlob(blob: SealedBlob, plaintextLength: number): Promise<void>;
   waitForUploadRoom(): Promise<void>;
 }
 
@@ -72,7 +61,7 @@ class ByteBudget {
 interface PoolWorker {
   readonly worker: Worker;
   outstanding: number;
-  hash: { seq: number; data: ArrayBuffer }[];
+  hash: { seq: number; data: ArrayBuffer; length: number }[];
   keep: number[];
   drop: number[];
   open: { seq: number; type: BlobType; id: Uint8Array; key: Uint8Array; sealed: ArrayBuffer }[];
@@ -99,22 +88,15 @@ export class SealPool {
     this.keys = keys;
     this.sink = sink;
     this.threads = opts.threads ?? Math.max(1, availableParallelism());
-    this.budget = new ByteBudget(opts.budgetBytes ?? 24 * 1024 * 1024);
+    this.budget = new ByteBudget(opts.budgetBytes ?? 12 * 1024 * 1024);
   }
 
   private start(): void {
     if (this.workers.length > 0) return;
-    const init: SealWorkerInit = {
-      idKey: this.keys.idKey,
-      contentKey: this.keys.contentKey,
-      metaKey: this.keys.metaKey,
-      compression: this.keys.compression,
-      packSize: this.keys.packSize,
-      keySlot: this.keys.keySlot,
-    };
+    const init: SealWorkerInit = { idKey: this.keys.idKey, contentKey: this.keys.contentKey, compression: this.keys.compression };
     for (let i = 0; i < this.threads; i++) {
       const worker = new Worker(new URL('./seal-worker.ts', import.meta.url), { workerData: init });
-      worker.on('message', (m: SealReply | PackMessage) => this.onMessage(m));
+      worker.on('message', (m: SealReply) => this.onMessage(m));
       worker.on('error', (e) => this.fail(e));
       worker.on('exit', (code) => {
         if (code !== 0) this.fail(new Error(`seal worker exited with code ${code}`));
@@ -130,24 +112,14 @@ export class SealPool {
     w.resolve(value);
   }
 
-  private onMessage(m: SealReply | PackMessage): void {
-    if ('pack' in m) {
-      const p = m.pack;
-      this.sink?.acceptPack({
-        name: p.name,
-        parts: p.parts.map((ab) => new Uint8Array(ab)),
-        size: p.size,
-        entries: p.entries.map((e, i) => ({ type: e.type, id: Buffer.from(p.ids, i * 32, 32), offset: e.offset, length: e.length })),
-        rawBytes: p.rawBytes,
-      });
-      return;
-    }
+  private onMessage(m: SealReply): void {
     switch (m.op) {
       case 'ids':
         m.seqs.forEach((seq, i) => this.settle(seq, Buffer.from(m.ids, i * 32, 32)));
         break;
       case 'done':
-        for (const seq of m.seqs) this.settle(seq, undefined);
+        for (const ab of m.recycled) chunkBuffers.give(ab);
+        m.seqs.forEach((seq, i) => this.settle(seq, m.sealed[i]));
         break;
       case 'opened':
         for (const it of m.items) this.settle(it.seq, 'failure' in it ? it.failure : Buffer.from(it.plain));
@@ -231,7 +203,7 @@ export class SealPool {
     try {
       const seq = ++this.seq;
       const hashed = this.wait<Buffer>(seq);
-      w.hash.push({ seq, data: transferable(chunk) });
+      w.hash.push({ seq, ...transferableView(chunk) });
       this.schedule(w, n);
       const id = await hashed;
       if (!sink.claim(id.toString('hex'))) {
@@ -239,10 +211,11 @@ export class SealPool {
         this.schedule(w, 0);
         return id;
       }
-      const sealed = this.wait<void>(seq);
+      const done = this.wait<{ parts: ArrayBuffer[]; length: number; raw: number }>(seq);
       w.keep.push(seq);
       this.schedule(w, 0);
-      await sealed;
+      const sealed = await done;
+      await sink.addSealedBlob({ type: 'data', id, parts: sealed.parts.map((p) => new Uint8Array(p)), length: sealed.length }, sealed.raw);
       return id;
     } finally {
       w.outstanding -= n;
@@ -289,6 +262,15 @@ export class SealPool {
     this.workers = [];
     await Promise.all(ws.map((w) => w.worker.terminate()));
   }
+}
+
+/**
+ * A chunk that starts its own ArrayBuffer (the chunker's pooled buffers) is
+ * sent whole with its length, without a copy; anything else is copied.
+ */
+function transferableView(b: Uint8Array): { data: ArrayBuffer; length: number } {
+  if (b.byteOffset === 0 && b.buffer instanceof ArrayBuffer) return { data: b.buffer, length: b.byteLength };
+  return { data: transferable(b), length: b.byteLength };
 }
 
 /** The chunk's own ArrayBuffer when it spans all of it (no copy), else a copy. */

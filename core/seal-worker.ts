@@ -1,24 +1,19 @@
 /**
  * A worker thread of the seal pool. On the way in it hashes chunks into blob
- * IDs, and seals (compresses, encrypts) the ones the main thread says are
- * new straight into a pack of its own; a full pack is shuffled, given its
- * header, hashed and handed back whole, ready to upload. Chunks wait here
- * between hashing and sealing, so a duplicate is never copied back. On the
- * way out it opens and verifies blobs for a restore.
+ * IDs, then seals (compresses, encrypts) the ones the main thread says are
+ * new and hands them back for packing. Chunks wait here between the two
+ * steps, so a duplicate is never copied back. On the way out it opens and
+ * verifies blobs for a restore.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { CompressionSettings } from './compression.ts';
 import { blobId, initCrypto } from './crypto.ts';
 import { type BlobType, openBlob, sealBlobParts } from './envelope.ts';
-import { type KeySlot, type SealedBlob, buildPack } from './pack.ts';
 
 export interface SealWorkerInit {
   readonly idKey: Uint8Array;
   readonly contentKey: Uint8Array;
-  readonly metaKey: Uint8Array;
   readonly compression: CompressionSettings;
-  readonly packSize: number;
-  readonly keySlot: KeySlot;
 }
 
 /**
@@ -26,7 +21,7 @@ export interface SealWorkerInit {
  * hashing a small chunk does.
  */
 export type SealRequest =
-  | { readonly op: 'hash'; readonly items: readonly { readonly seq: number; readonly data: ArrayBuffer }[] }
+  | { readonly op: 'hash'; readonly items: readonly { readonly seq: number; readonly data: ArrayBuffer; readonly length: number }[] }
   | { readonly op: 'decide'; readonly keep: readonly number[]; readonly drop: readonly number[] }
   | { readonly op: 'flush'; readonly seq: number }
   | {
@@ -34,27 +29,17 @@ export type SealRequest =
       readonly items: readonly { readonly seq: number; readonly type: BlobType; readonly id: Uint8Array; readonly key: Uint8Array; readonly sealed: ArrayBuffer }[];
     };
 
-/**
- * A finished pack. IDs travel packed into one buffer (32 bytes each, in
- * entry order): a Buffer posted on its own is cloned with the whole 8 KiB
- * pool slab it was cut from.
- */
-export interface PackMessage {
-  readonly pack: {
-    readonly name: string;
-    readonly parts: readonly ArrayBuffer[];
-    readonly size: number;
-    readonly ids: ArrayBuffer;
-    readonly entries: readonly { readonly type: BlobType; readonly offset: number; readonly length: number }[];
-    readonly rawBytes: number;
-  };
-}
-
 export type OpenResult = { readonly seq: number; readonly plain: ArrayBuffer } | { readonly seq: number; readonly failure: 'decrypt' | 'id' };
 
 export type SealReply =
   | { readonly op: 'ids'; readonly seqs: readonly number[]; readonly ids: ArrayBuffer }
-  | { readonly op: 'done'; readonly seqs: readonly number[] }
+  | {
+      readonly op: 'done';
+      readonly seqs: readonly number[];
+      /** For each sealed seq: its pieces (nonce, ciphertext, tag; small ones merged) and plaintext length. */
+      readonly sealed: readonly { readonly parts: readonly ArrayBuffer[]; readonly length: number; readonly raw: number }[];
+      readonly recycled: readonly ArrayBuffer[];
+    }
   | { readonly op: 'opened'; readonly items: readonly OpenResult[] };
 
 export function packIds(ids: readonly Uint8Array[]): ArrayBuffer {
@@ -73,9 +58,9 @@ export function ownBuffer(b: Uint8Array): ArrayBuffer {
 }
 
 /**
- * Transferable buffers for a pack's pieces: big pieces go as they are (no
- * copy); runs of small ones (nonces, tags, short blobs) are copied together,
- * so a pack is a few dozen transfers rather than thousands.
+ * Transferable buffers for a sealed blob's pieces: big pieces go as they are
+ * (no copy); runs of small ones (nonce, codec byte, tag, short blobs) are
+ * copied together, so a blob is at most three transfers.
  */
 function coalesce(parts: readonly Uint8Array[]): ArrayBuffer[] {
   const out: ArrayBuffer[] = [];
@@ -112,32 +97,21 @@ function coalesce(parts: readonly Uint8Array[]): ArrayBuffer[] {
 if (parentPort) {
   await initCrypto();
   const init = workerData as SealWorkerInit;
-  const keySlot: KeySlot = init.keySlot.kind === 'sealed' ? { kind: 'sealed', sealedKey: Buffer.from(init.keySlot.sealedKey) } : init.keySlot;
   const held = new Map<number, { data: Uint8Array; id: Buffer }>();
-  const port = parentPort;
-  let open: SealedBlob[] = [];
-  let openBytes = 0;
-  let openRaw = 0;
-
-  const finishPack = (): void => {
-    if (open.length === 0) return;
-    const pack = buildPack(open, init.metaKey, keySlot);
-    open = [];
-    const rawBytes = openRaw;
-    openBytes = 0;
-    openRaw = 0;
-    const parts = coalesce(pack.parts);
-    const ids = packIds(pack.entries.map((e) => e.id));
-    const entries = pack.entries.map((e) => ({ type: e.type, offset: e.offset, length: e.length }));
-    const msg: PackMessage = { pack: { name: pack.name, parts, size: pack.size, ids, entries, rawBytes } };
-    port.postMessage(msg, [...parts, ids]);
+  /** Chunk buffers done with, returned to the main thread's pool with the next reply. */
+  let recycled: ArrayBuffer[] = [];
+  const takeRecycled = (): ArrayBuffer[] => {
+    const r = recycled;
+    recycled = [];
+    return r;
   };
+  const port = parentPort;
 
   port.on('message', (msg: SealRequest) => {
     switch (msg.op) {
       case 'hash': {
-        const ids = msg.items.map(({ seq, data }) => {
-          const bytes = new Uint8Array(data);
+        const ids = msg.items.map(({ seq, data, length }) => {
+          const bytes = new Uint8Array(data, 0, length);
           const id = blobId(init.idKey, bytes);
           held.set(seq, { data: bytes, id });
           return id;
@@ -147,23 +121,30 @@ if (parentPort) {
         break;
       }
       case 'decide': {
-        for (const seq of msg.drop) held.delete(seq);
-        for (const seq of msg.keep) {
+        for (const seq of msg.drop) {
+          recycled.push(held.get(seq)!.data.buffer as ArrayBuffer);
+          held.delete(seq);
+        }
+        const transfer: ArrayBuffer[] = [];
+        const sealed = msg.keep.map((seq) => {
           const { data, id } = held.get(seq)!;
           held.delete(seq);
-          const sealed = sealBlobParts(init.contentKey, 'data', id, data, init.compression);
-          open.push({ type: 'data', id, ...sealed });
-          openBytes += sealed.length;
-          openRaw += data.length;
-          if (openBytes >= init.packSize) finishPack();
-        }
-        port.postMessage({ op: 'done', seqs: msg.keep } satisfies SealReply);
+          const s = sealBlobParts(init.contentKey, 'data', id, data, init.compression);
+          // The sealed parts never alias the chunk (zstd and the cipher write new buffers), so it can go back.
+          recycled.push(data.buffer as ArrayBuffer);
+          const parts = coalesce(s.parts);
+          transfer.push(...parts);
+          return { parts, length: s.length, raw: data.length };
+        });
+        const back = takeRecycled();
+        port.postMessage({ op: 'done', seqs: msg.keep, sealed, recycled: back } satisfies SealReply, [...transfer, ...back]);
         break;
       }
-      case 'flush':
-        finishPack();
-        port.postMessage({ op: 'done', seqs: [msg.seq] } satisfies SealReply);
+      case 'flush': {
+        const back = takeRecycled();
+        port.postMessage({ op: 'done', seqs: [msg.seq], sealed: [], recycled: back } satisfies SealReply, back);
         break;
+      }
       case 'open': {
         const transfer: ArrayBuffer[] = [];
         const items = msg.items.map((it): OpenResult => {

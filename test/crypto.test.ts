@@ -1,0 +1,83 @@
+import test from 'ava';
+import { randomBytes } from 'node:crypto';
+import sodium from 'libsodium-wrappers-sumo';
+import { blobId, initCrypto, keysFromMaster, keysFromWriteSecret, open, openContentKey, seal, sealContentKey } from '../core/crypto.ts';
+import { blobAd, openBlob, openObject, sealBlob, sealObject } from '../core/envelope.ts';
+
+test.before(async () => {
+  await initCrypto();
+});
+
+test('XChaCha20-Poly1305 from HChaCha20 and native ChaCha20-Poly1305 equals libsodium byte for byte', (t) => {
+  for (const size of [0, 1, 63, 64, 65, 1000, 1 << 16]) {
+    const key = randomBytes(32);
+    const nonce = randomBytes(24);
+    const ad = randomBytes(34);
+    const msg = randomBytes(size);
+    const ours = seal(key, msg, ad, nonce);
+    const theirs = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(msg, ad, null, nonce, key);
+    t.deepEqual(ours.subarray(24), Buffer.from(theirs), `size ${size}`);
+    t.deepEqual(ours.subarray(0, 24), nonce);
+    t.deepEqual(open(key, ours, ad), msg);
+    t.deepEqual(Buffer.from(sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(null, ours.subarray(24), ad, nonce, key)), msg);
+  }
+});
+
+test('a sealed payload does not open with another key, other additional data, or one flipped bit', (t) => {
+  const key = randomBytes(32);
+  const ad = Buffer.from('ad');
+  const sealed = seal(key, Buffer.from('secret'), ad);
+  t.is(open(randomBytes(32), sealed, ad), null);
+  t.is(open(key, sealed, Buffer.from('other')), null);
+  for (let i = 0; i < sealed.length; i++) {
+    const bad = Buffer.from(sealed);
+    bad[i]! ^= 1;
+    t.is(open(key, bad, ad), null, `bit flip at byte ${i}`);
+  }
+  t.is(open(key, sealed.subarray(0, sealed.length - 1), ad), null);
+});
+
+test('a blob moved to another ID or type does not open', (t) => {
+  const keys = keysFromMaster(randomBytes(32));
+  const data = Buffer.from('file contents');
+  const id = blobId(keys.idKey, data);
+  const sealed = sealBlob(keys.dataKey!, 'data', id, data, { algorithm: 'zstd', level: 1 });
+  t.deepEqual(openBlob(keys.dataKey!, 'data', id, sealed), data);
+  t.is(openBlob(keys.dataKey!, 'tree', id, sealed), null);
+  t.is(openBlob(keys.dataKey!, 'data', blobId(keys.idKey, Buffer.from('other')), sealed), null);
+  t.is(blobAd('data', id).length, 34);
+});
+
+test('blob IDs are keyed: the same content gets different IDs in different repositories', (t) => {
+  const a = keysFromMaster(randomBytes(32));
+  const b = keysFromMaster(randomBytes(32));
+  const data = Buffer.from('the same file');
+  t.deepEqual(blobId(a.idKey, data), blobId(a.idKey, data));
+  t.notDeepEqual(blobId(a.idKey, data), blobId(b.idKey, data));
+  t.deepEqual(blobId(a.idKey, data), Buffer.from(sodium.crypto_generichash(32, data, a.idKey)));
+});
+
+test('compressible objects are stored compressed and open to the same bytes', (t) => {
+  const keys = keysFromMaster(randomBytes(32));
+  const text = Buffer.from('log line with repeated words\n'.repeat(5000));
+  const sealed = sealObject(keys.metaKey, 'snapshot', text, { algorithm: 'zstd', level: 1 });
+  t.true(sealed.length < text.length / 10);
+  t.deepEqual(openObject(keys.metaKey, 'snapshot', sealed), text);
+  t.is(openObject(keys.metaKey, 'index', sealed), null, 'an object of another type does not open');
+  const random = randomBytes(200_000);
+  const sealedRandom = sealObject(keys.metaKey, 'snapshot', random, { algorithm: 'zstd', level: 1 });
+  t.is(sealedRandom.length, random.length + 41, 'incompressible data is stored raw: codec byte + nonce + tag');
+});
+
+test('a host key derives the same ID and metadata keys as the full key but no data key', (t) => {
+  const full = keysFromMaster(randomBytes(32));
+  const host = keysFromWriteSecret(full.writeSecret, full.recoveryPublicKey);
+  t.deepEqual(host.idKey, full.idKey);
+  t.deepEqual(host.metaKey, full.metaKey);
+  t.is(host.dataKey, null);
+  t.is(host.recoverySecretKey, null);
+  const contentKey = randomBytes(32);
+  const slot = sealContentKey(contentKey, full.recoveryPublicKey);
+  t.deepEqual(openContentKey(slot, full), contentKey);
+  t.is(openContentKey(slot, host), null);
+});

@@ -1,0 +1,93 @@
+import test from 'ava';
+import { createCipheriv } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { findSnapshot, listSnapshots } from '../core/snapshot.ts';
+import { findNode } from '../core/tree.ts';
+import { stowage, testEnv } from './helpers/cli.ts';
+import { backup, newRepo, openRepo, restore } from './helpers/repo.ts';
+import { tempDir } from './helpers/tmp.ts';
+
+function pseudoRandom(bytes: number, seed: number): Buffer {
+  return createCipheriv('aes-128-ctr', Buffer.alloc(16, seed), Buffer.alloc(16)).update(Buffer.alloc(bytes));
+}
+
+/** Backs up one 6 MiB file; returns where its blobs are. */
+async function setup(t: Parameters<typeof tempDir>[0]) {
+  const src = await tempDir(t);
+  const file = path.join(src, 'db.dump');
+  const content = pseudoRandom(6 << 20, 3);
+  fs.writeFileSync(file, content);
+  const { dir } = await newRepo(t);
+  await backup(dir, [src]);
+  const repo = await openRepo(dir);
+  await repo.loadIndex();
+  const rec = findSnapshot(await listSnapshots(repo), 'latest');
+  const node = await findNode(repo, rec.snapshot.tree, file.split('/').filter(Boolean));
+  const blobs = node!.content!.map((id) => ({ id, ...repo.index.get(id)! }));
+  const packFile = (name: string): string => path.join(dir, 'data', name.slice(0, 2), name);
+  return { src, file, content, dir, blobs, packFile };
+}
+
+test('a flipped byte in a pack fails the restore naming the blob and pack, and nothing past the last verified byte is written', async (t) => {
+  const { file, content, dir, blobs, packFile } = await setup(t);
+  t.true(blobs.length >= 3, 'the file spans several blobs');
+  const victim = blobs[1]!;
+  const p = packFile(victim.pack);
+  const bytes = fs.readFileSync(p);
+  bytes[victim.offset + 100]! ^= 0x01;
+  fs.writeFileSync(p, bytes);
+  const target = await tempDir(t);
+  const r = await restore(dir, target);
+  const problem = r.problems.find((x) => x.content);
+  t.truthy(problem);
+  t.true(problem!.message.includes(victim.id), 'names the blob');
+  t.true(problem!.message.includes(victim.pack), 'names the pack');
+  t.is(problem!.code, 'ERR_INTEGRITY');
+  const restored = fs.readFileSync(path.join(target, file));
+  // The restored prefix is exactly the first blob: verified bytes, nothing after.
+  const repo = await openRepo(dir);
+  await repo.loadIndex();
+  const first = await repo.loadBlob('data', blobs[0]!.id);
+  t.is(restored.length, first.length);
+  t.deepEqual(restored, content.subarray(0, first.length));
+});
+
+test('a truncated pack fails the restore naming the pack', async (t) => {
+  const { dir, blobs, packFile } = await setup(t);
+  const p = packFile(blobs[0]!.pack);
+  fs.truncateSync(p, Math.floor(fs.statSync(p).size / 2));
+  const target = await tempDir(t);
+  const r = await restore(dir, target);
+  const problem = r.problems.find((x) => x.content);
+  t.truthy(problem);
+  t.true(problem!.message.includes(blobs[0]!.pack));
+});
+
+test('a pack replaced by another pack under its name fails the restore naming the object', async (t) => {
+  const { src, dir, blobs, packFile } = await setup(t);
+  fs.writeFileSync(path.join(src, 'other'), pseudoRandom(3 << 20, 9));
+  await backup(dir, [src]);
+  const packs = fs.readdirSync(path.join(dir, 'data'), { recursive: true }).map(String).filter((f) => /[0-9a-f]{64}$/.test(f));
+  const ours = blobs[0]!.pack;
+  const otherPack = packs.map((f) => path.basename(f)).find((n) => n !== ours && fs.statSync(packFile(n)).size > 1 << 20)!;
+  t.truthy(otherPack);
+  fs.copyFileSync(packFile(otherPack), packFile(ours));
+  const target = await tempDir(t);
+  const r = await restore(dir, target, { snapshot: (await listSnapshots(await openRepo(dir)))[0]!.id });
+  const problem = r.problems.find((x) => x.content);
+  t.truthy(problem);
+  t.true(problem!.message.includes(ours));
+});
+
+test('the CLI exits with the integrity code and names the object', async (t) => {
+  const { dir, blobs, packFile } = await setup(t);
+  const p = packFile(blobs[2]!.pack);
+  const bytes = fs.readFileSync(p);
+  bytes[blobs[2]!.offset + 5]! ^= 0x80;
+  fs.writeFileSync(p, bytes);
+  const target = await tempDir(t);
+  const r = await stowage(['-r', dir, '--no-cache', 'restore', 'latest', '--target', target], testEnv({ STOWAGE_PASSWORD: 'correct horse battery staple' }));
+  t.is(r.code, 13, r.stderr + r.stdout);
+  t.true((r.stdout + r.stderr).includes(blobs[2]!.id));
+});
