@@ -1,0 +1,172 @@
+/**
+ * `npm run bench`: times stowage against restic and BorgBackup (when
+ * installed) on the same generated dataset, in one run, and prints ratios.
+ *
+ *   initial backup  →  no-change backup  →  gen-dataset --mutate  →  incremental backup  →  restore
+ *
+ * Each tool gets its own repository on the same disk, real key derivation,
+ * and its defaults (restic: zstd auto; borg: lz4, repokey-blake2). Wall time
+ * and peak RSS come from getrusage of the child (through python3, which the
+ * dataset generator needs anyway). Options: --size-mib N (1024), --work DIR
+ * (.bench), --keep.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const opt = (name: string, def: string): string => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1]! : def;
+};
+const sizeMib = Number(opt('--size-mib', '1024'));
+const work = path.resolve(opt('--work', path.join(root, '.bench')));
+const gen = [process.env['STOWAGE_GEN_DATASET'], path.resolve(root, '../shared/gen-dataset.py')].find((p) => p && fs.existsSync(p));
+if (!gen) throw new Error('gen-dataset.py not found: set STOWAGE_GEN_DATASET');
+
+const PASSWORD = 'bench passphrase';
+const env = { ...process.env, STOWAGE_PASSWORD: PASSWORD, RESTIC_PASSWORD: PASSWORD, BORG_PASSPHRASE: PASSWORD, STOWAGE_NODE: process.execPath, STOWAGE_CACHE_DIR: path.join(work, 'stowage-cache'), RESTIC_CACHE_DIR: path.join(work, 'restic-cache'), BORG_BASE_DIR: path.join(work, 'borg-base'), BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes' };
+
+interface Measure {
+  seconds: number;
+  maxRssMib: number;
+}
+
+/** Runs a command and returns its wall time and peak RSS (ru_maxrss of the child). */
+function measure(cmd: string[], cwd = work): Measure {
+  const py = `import resource,subprocess,sys,time,json
+t=time.time(); r=subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+el=time.time()-t
+if r.returncode not in (0,): sys.stderr.write(r.stderr.decode()[-2000:]); sys.exit(r.returncode)
+print(json.dumps({"seconds": el, "maxRssMib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}))`;
+  const out = execFileSync('python3', ['-c', py, ...cmd], { env, cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  return JSON.parse(out) as Measure;
+}
+
+function du(dir: string): number {
+  let total = 0;
+  for (const e of fs.readdirSync(dir, { recursive: true })) {
+    const st = fs.lstatSync(path.join(dir, String(e)));
+    if (st.isFile()) total += st.size;
+  }
+  return total;
+}
+
+function have(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+}
+
+interface Tool {
+  name: string;
+  init(repo: string): void;
+  backup(repo: string, data: string): string[];
+  restore(repo: string, target: string): string[];
+}
+
+const stowage = path.join(root, 'cli/stowage');
+const tools: Tool[] = [
+  {
+    name: 'stowage',
+    init: (repo) => execFileSync(stowage, ['-r', repo, 'init', '-q'], { env, stdio: 'ignore' }),
+    backup: (repo, data) => [stowage, '-r', repo, 'backup', data],
+    restore: (repo, target) => [stowage, '-r', repo, 'restore', 'latest', '--target', target],
+  },
+];
+if (have('restic')) {
+  tools.push({
+    name: 'restic',
+    init: (repo) => execFileSync('restic', ['init', '-r', repo, '-q'], { env, stdio: 'ignore' }),
+    backup: (repo, data) => ['restic', '-r', repo, 'backup', '-q', data],
+    restore: (repo, target) => ['restic', '-r', repo, 'restore', 'latest', '--target', target, '-q'],
+  });
+}
+let borgArchive = 0;
+if (have('borg')) {
+  tools.push({
+    name: 'borg',
+    init: (repo) => execFileSync('borg', ['init', '-e', 'repokey-blake2', repo], { env, stdio: 'ignore' }),
+    backup: (repo, data) => ['borg', 'create', `${repo}::a${++borgArchive}`, data],
+    restore: (repo, target) => {
+      fs.mkdirSync(target, { recursive: true });
+      return ['sh', '-c', `cd ${target} && borg extract ${repo}::a${borgArchive}`];
+    },
+  });
+}
+
+fs.mkdirSync(work, { recursive: true });
+const data = path.join(work, 'data');
+for (const t of tools) fs.rmSync(path.join(work, `${t.name}-repo`), { recursive: true, force: true });
+fs.rmSync(data, { recursive: true, force: true });
+for (const d of ['stowage-cache', 'restic-cache', 'borg-base', 'restore']) fs.rmSync(path.join(work, d), { recursive: true, force: true });
+console.log(`generating a ${sizeMib} MiB dataset in ${data} …`);
+execFileSync('python3', [gen, '--out', data, '--size-mib', String(sizeMib)], { stdio: 'ignore' });
+const digest = (dir: string): string => JSON.parse(execFileSync('python3', [gen, '--digest', dir], { encoding: 'utf8' })).digest;
+const original = digest(data);
+
+type Row = Record<string, number>;
+const results: Record<string, Row> = {};
+for (const t of tools) {
+  const repo = path.join(work, `${t.name}-repo`);
+  t.init(repo);
+  execFileSync('sync');
+  const first = measure(t.backup(repo, data));
+  const size = du(repo);
+  const nochange = measure(t.backup(repo, data));
+  results[t.name] = { initial: first.seconds, initialRss: first.maxRssMib, size, nochange: nochange.seconds };
+  console.log(`${t.name}: initial ${first.seconds.toFixed(2)} s, no-change ${nochange.seconds.toFixed(2)} s`);
+}
+execFileSync('python3', [gen, '--mutate', '--out', data], { stdio: 'ignore' });
+const mutated = digest(data);
+for (const t of tools) {
+  const repo = path.join(work, `${t.name}-repo`);
+  const before = du(repo);
+  const inc = measure(t.backup(repo, data));
+  const row = results[t.name]!;
+  row['incremental'] = inc.seconds;
+  row['growth'] = du(repo) - before;
+  const target = path.join(work, 'restore', t.name);
+  fs.rmSync(target, { recursive: true, force: true });
+  const res = measure(t.restore(repo, target));
+  row['restore'] = res.seconds;
+  row['restoreRss'] = res.maxRssMib;
+  const restoredDir = path.join(target, data);
+  const ok = digest(restoredDir) === mutated;
+  row['verified'] = ok ? 1 : 0;
+  fs.rmSync(target, { recursive: true, force: true });
+  console.log(`${t.name}: incremental ${inc.seconds.toFixed(2)} s (+${(row['growth']! / 2 ** 20).toFixed(1)} MiB), restore ${res.seconds.toFixed(2)} s, restored tree ${ok ? 'identical' : 'DIFFERENT'}`);
+}
+void original;
+
+const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
+const rate = (s: number): string => `${((sizeMib / s)).toFixed(0)} MiB/s`;
+console.log(`\nDataset: ${sizeMib} MiB from gen-dataset.py (seed 1), then --mutate. Times are wall seconds of one run.\n`);
+const cols = ['initial backup', 'throughput', 'peak RSS', 'repo size', 'no-change', 'incremental', 'growth', 'restore', 'restore RSS'];
+console.log(['tool', ...cols].join(' | '));
+for (const [name, r] of Object.entries(results)) {
+  console.log(
+    [name, `${r['initial']!.toFixed(2)} s`, rate(r['initial']!), `${r['initialRss']!.toFixed(0)} MiB`, mib(r['size']!), `${r['nochange']!.toFixed(2)} s`, `${r['incremental']!.toFixed(2)} s`, mib(r['growth']!), `${r['restore']!.toFixed(2)} s`, `${r['restoreRss']!.toFixed(0)} MiB`].join(' | '),
+  );
+}
+const s = results['stowage']!;
+const others = Object.entries(results).filter(([n]) => n !== 'stowage');
+if (others.length > 0) {
+  console.log('\nRatios (stowage / other; below 1 is better for stowage):');
+  const fastest = Math.min(...others.map(([, r]) => r['initial']!));
+  console.log(`  initial backup vs the faster of ${others.map(([n]) => n).join(' and ')}: ${(s['initial']! / fastest).toFixed(2)} (goal <= 0.8)`);
+  const r = results['restic'];
+  if (r) {
+    console.log(`  no-change backup vs restic: ${(s['nochange']! / r['nochange']!).toFixed(2)} (goal <= 1.0)`);
+    console.log(`  restore vs restic: ${(s['restore']! / r['restore']!).toFixed(2)} (goal <= 0.8)`);
+    console.log(`  repository size vs restic: ${(s['size']! / r['size']!).toFixed(3)} (goal <= 1.01)`);
+    console.log(`  growth after --mutate vs restic: ${(s['growth']! / r['growth']!).toFixed(2)} (goal <= 0.5)`);
+  }
+  const b = results['borg'];
+  if (b) console.log(`  growth after --mutate vs borg: ${(s['growth']! / b['growth']!).toFixed(2)}`);
+}
+fs.writeFileSync(path.join(work, 'results.json'), JSON.stringify({ sizeMib, results }, null, 2));
+if (!args.includes('--keep')) {
+  for (const t of tools) fs.rmSync(path.join(work, `${t.name}-repo`), { recursive: true, force: true });
+  fs.rmSync(data, { recursive: true, force: true });
+}
