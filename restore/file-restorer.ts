@@ -15,6 +15,7 @@
  * blob and its pack.
  */
 import { constants as fsc } from 'node:fs';
+import * as fss from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { IntegrityError, UnsafePathError, errnoCode, isStowageError } from '../core/errors.ts';
 import { type Counters, type ProgressReporter, newCounters, silentProgress } from '../core/progress.ts';
@@ -135,7 +136,7 @@ class FileRestorer {
       const p = Buffer.concat([dir, Buffer.from('/'), name]);
       const d = `${display}/${node.name}`;
       if (node.type === 'dir') {
-        await this.makeDir(p, d);
+        this.makeDir(p, d);
         this.dirs.push({ path: p, display: d, node, depth });
         if (!node.subtree) throw new IntegrityError(d, 'directory has no subtree');
         await this.plan(node.subtree, p, d, depth + 1);
@@ -157,26 +158,26 @@ class FileRestorer {
   }
 
   /** mkdir that refuses to reuse anything but a real directory. */
-  private async makeDir(p: Buffer, display: string): Promise<void> {
+  private makeDir(p: Buffer, display: string): void {
     try {
-      await fs.mkdir(p, { mode: 0o700 });
+      fss.mkdirSync(p, { mode: 0o700 });
     } catch (e) {
       if (errnoCode(e) !== 'EEXIST') throw e;
-      const st = await fs.lstat(p);
+      const st = fss.lstatSync(p);
       if (!st.isDirectory()) {
         if (st.isSymbolicLink()) throw new UnsafePathError(`${display} exists in the target as a symlink; refusing to restore through it`);
-        await fs.rm(p);
-        await fs.mkdir(p, { mode: 0o700 });
+        fss.rmSync(p);
+        fss.mkdirSync(p, { mode: 0o700 });
       }
     }
   }
 
-  /** Removes whatever non-directory is at p, so a new file can be created there without following it. */
-  private async clear(p: Buffer): Promise<void> {
+  /** Removes whatever is at p, so a new file can be created there without following it. */
+  private clear(p: Buffer): void {
     try {
-      const st = await fs.lstat(p);
-      if (st.isDirectory()) await fs.rm(p, { recursive: true });
-      else await fs.unlink(p);
+      const st = fss.lstatSync(p);
+      if (st.isDirectory()) fss.rmSync(p, { recursive: true });
+      else fss.unlinkSync(p);
     } catch (e) {
       if (errnoCode(e) !== 'ENOENT') throw e;
     }
@@ -190,8 +191,8 @@ class FileRestorer {
 
   private async restoreFile(job: FileJob): Promise<void> {
     const { repo, pool } = this.opts;
-    await this.clear(job.path);
-    const fh = await fs.open(job.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    this.clear(job.path);
+    const fd = fss.openSync(job.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
     let pos = 0;
     try {
       const ids = job.node.content ?? [];
@@ -212,7 +213,7 @@ class FileRestorer {
       for (let i = 0; i < ids.length; i++) {
         const data = await ahead.shift()!;
         if (i + BLOB_PREFETCH < ids.length) ahead.push(quietFetch(ids[i + BLOB_PREFETCH]!));
-        await writeAll(fh, data, pos);
+        writeAll(fd, data, pos);
         pos += data.length;
         this.counters.bytes += data.length;
         this.progress.update(this.counters, job.display);
@@ -222,15 +223,15 @@ class FileRestorer {
       this.problem(job.display, `${e.message}; the file holds only the ${pos} bytes verified before it`, true, e.code);
       return;
     } finally {
-      await fh.close();
+      fss.closeSync(fd);
     }
     this.counters.files++;
     await this.applyMeta(job.path, job.display, job.node);
   }
 
   private async restoreSymlink(job: FileJob): Promise<void> {
-    await this.clear(job.path);
-    await fs.symlink(targetBytes(job.node), job.path);
+    this.clear(job.path);
+    fss.symlinkSync(targetBytes(job.node), job.path);
     this.counters.files++;
     await this.applyMeta(job.path, job.display, job.node);
   }
@@ -238,22 +239,22 @@ class FileRestorer {
   private async restoreHardlink(job: FileJob): Promise<void> {
     const key = `${job.node.device ?? ''}:${job.node.inode}`;
     const first = this.hardlinkFirst.get(key)!;
-    await this.clear(job.path);
-    await fs.link(first.path, job.path);
+    this.clear(job.path);
+    fss.linkSync(first.path, job.path);
     this.counters.files++;
   }
 
   private async applyMeta(p: Buffer, display: string, node: TreeNode): Promise<void> {
     const isLink = node.type === 'symlink';
     try {
-      if (this.owners) await (isLink ? fs.lchown(p, node.uid, node.gid) : fs.chown(p, node.uid, node.gid));
-      if (!isLink) await fs.chmod(p, node.mode);
+      if (this.owners) (isLink ? fss.lchownSync : fss.chownSync)(p, node.uid, node.gid);
+      if (!isLink) fss.chmodSync(p, node.mode);
       if (node.xattrs && node.xattrs.length > 0) {
         const problem = await writeXattrs(p, node.xattrs);
         if (problem) this.problem(display, `extended attributes not restored: ${problem}`);
       }
       const mtime = nsToSeconds(node.mtime);
-      await (isLink ? fs.lutimes(p, mtime, mtime) : fs.utimes(p, mtime, mtime));
+      (isLink ? fss.lutimesSync : fss.utimesSync)(p, mtime, mtime);
     } catch (e) {
       this.problem(display, `metadata not fully restored: ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -266,10 +267,13 @@ function nsToSeconds(ns: string): number {
   return Number(n / 1_000_000_000n) + Number(n % 1_000_000_000n) / 1e9;
 }
 
-async function writeAll(fh: fs.FileHandle, data: Buffer, position: number): Promise<void> {
+/**
+ * Synchronous writes and metadata calls: each asynchronous one is a round
+ * trip through libuv's thread pool, which for thousands of small files cost
+ * more than the writes (as for reads in core/archiver.ts). Blob fetching and
+ * opening stay asynchronous and keep going meanwhile on worker threads.
+ */
+function writeAll(fd: number, data: Buffer, position: number): void {
   let off = 0;
-  while (off < data.length) {
-    const { bytesWritten } = await fh.write(data, off, data.length - off, position + off);
-    off += bytesWritten;
-  }
+  while (off < data.length) off += fss.writeSync(fd, data, off, data.length - off, position + off);
 }

@@ -10,7 +10,9 @@
  * is fsynced.
  */
 import { randomBytes } from 'node:crypto';
+import * as fss from 'node:fs';
 import { constants as fsc } from 'node:fs';
+import { promisify } from 'node:util';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Backend, type Body, type ByteRange, type Handle, type ObjectInfo, type ObjectType, bodyParts, describe, isValidName, OBJECT_TYPES } from '../backend.ts';
@@ -20,10 +22,24 @@ const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 const TMP_PREFIX = '.tmp-';
 
+/** Open pack files kept for range reads: a restore reads many blobs from each pack. */
+const OPEN_FILES = 32;
+
+/** A raw descriptor rather than a FileHandle: an instance never closed must not make the GC close and warn. */
+interface CachedHandle {
+  readonly fd: Promise<number>;
+  refs: number;
+}
+
+const openFd = promisify(fss.open);
+const readFd = promisify(fss.read);
+const closeFd = promisify(fss.close);
+
 export class LocalBackend implements Backend {
   readonly location: string;
   readonly isLocal = true;
   private readonly root: string;
+  private readonly handles = new Map<string, CachedHandle>();
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -85,12 +101,11 @@ export class LocalBackend implements Backend {
     const p = this.pathOf(h);
     try {
       if (!range) return await fs.readFile(p);
-      const fh = await fs.open(p, 'r');
-      try {
+      return await this.withHandle(p, async (fd) => {
         const buf = Buffer.allocUnsafe(range.length);
         let got = 0;
         while (got < range.length) {
-          const { bytesRead } = await fh.read(buf, got, range.length - got, range.offset + got);
+          const { bytesRead } = await readFd(fd, buf, got, range.length - got, range.offset + got);
           if (bytesRead === 0) break;
           got += bytesRead;
         }
@@ -98,11 +113,41 @@ export class LocalBackend implements Backend {
           throw new IntegrityError(describe(h), `short read: wanted ${range.length} bytes at offset ${range.offset}, object ends after ${got}`);
         }
         return buf;
-      } finally {
-        await fh.close();
-      }
+      });
     } catch (e) {
       throw translate(e, h);
+    }
+  }
+
+  /** Runs fn with an open handle of p, kept open for the next reads (objects never change). */
+  private async withHandle<T>(p: string, fn: (fd: number) => Promise<T>): Promise<T> {
+    let entry = this.handles.get(p);
+    if (!entry) {
+      const fd = openFd(p, 'r');
+      entry = { fd, refs: 0 };
+      this.handles.set(p, entry);
+      fd.catch(() => this.handles.delete(p));
+      this.evictHandles();
+    } else {
+      // Map order is use order: move to the back.
+      this.handles.delete(p);
+      this.handles.set(p, entry);
+    }
+    entry.refs++;
+    try {
+      return await fn(await entry.fd);
+    } finally {
+      entry.refs--;
+      this.evictHandles();
+    }
+  }
+
+  private evictHandles(): void {
+    for (const [p, e] of this.handles) {
+      if (this.handles.size <= OPEN_FILES) break;
+      if (e.refs > 0) continue;
+      this.handles.delete(p);
+      void e.fd.then((fd) => closeFd(fd)).catch(() => {});
     }
   }
 
@@ -141,6 +186,11 @@ export class LocalBackend implements Backend {
 
   async remove(h: Handle): Promise<void> {
     const p = this.pathOf(h);
+    const cached = this.handles.get(p);
+    if (cached) {
+      this.handles.delete(p);
+      void cached.fd.then((fd) => closeFd(fd)).catch(() => {});
+    }
     try {
       await fs.rm(p, { force: true });
       await syncDir(path.dirname(p));
@@ -149,7 +199,11 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    const all = [...this.handles.values()];
+    this.handles.clear();
+    await Promise.all(all.map((e) => e.fd.then((fd) => closeFd(fd)).catch(() => {})));
+  }
 }
 
 /** writev in batches (IOV_MAX is 1024 on Linux), then whatever was short. */

@@ -24,7 +24,11 @@ export async function openRepo(dir: string, password = PASSWORD): Promise<Reposi
 
 export async function backup(dir: string, paths: string[], opts: Partial<BackupOptions> = {}): Promise<BackupResult> {
   const repo = await openRepo(dir);
-  return await backupPaths(repo, { paths, ...opts });
+  try {
+    return await backupPaths(repo, { paths, ...opts });
+  } finally {
+    await repo.close();
+  }
 }
 
 /** Restores a snapshot (default: the latest) of the repository in `dir` into `target`. */
@@ -37,6 +41,7 @@ export async function restore(dir: string, target: string, opts: { snapshot?: st
     return await restoreFiles({ repo, pool, target, ...(opts.path ? { path: opts.path } : {}) }, rec.snapshot.tree);
   } finally {
     await pool.close();
+    await repo.close();
   }
 }
 
