@@ -83,6 +83,7 @@ export class SealPool {
   private seq = 0;
   private readonly budget: ByteBudget;
   private failed: unknown = null;
+  private closed = false;
 
   constructor(keys: PoolKeys, sink: BlobSink | null, opts: { threads?: number; budgetBytes?: number } = {}) {
     this.keys = keys;
@@ -92,6 +93,7 @@ export class SealPool {
   }
 
   private start(): void {
+    if (this.closed) throw new Error('the seal pool is closed');
     if (this.workers.length > 0) return;
     const init: SealWorkerInit = { idKey: this.keys.idKey, contentKey: this.keys.contentKey, compression: this.keys.compression };
     for (let i = 0; i < this.threads; i++) {
@@ -258,6 +260,7 @@ export class SealPool {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const ws = this.workers;
     this.workers = [];
     await Promise.all(ws.map((w) => w.worker.terminate()));

@@ -194,6 +194,7 @@ class FileRestorer {
     this.clear(job.path);
     const fd = fss.openSync(job.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
     let pos = 0;
+    const ahead: Promise<Buffer>[] = [];
     try {
       const ids = job.node.content ?? [];
       const fetch = async (id: string): Promise<Buffer> => {
@@ -203,7 +204,6 @@ class FileRestorer {
         if (r === 'id') throw new IntegrityError(`data blob ${id} in data/${pack}`, 'content does not match its ID');
         return r;
       };
-      const ahead: Promise<Buffer>[] = [];
       const quietFetch = (id: string): Promise<Buffer> => {
         const p = fetch(id);
         p.catch(() => {});
@@ -219,6 +219,8 @@ class FileRestorer {
         this.progress.update(this.counters, job.display);
       }
     } catch (e) {
+      // Let the blobs fetched ahead settle, so nothing of this file is still in flight.
+      await Promise.allSettled(ahead);
       if (!isStowageError(e)) throw e;
       this.problem(job.display, `${e.message}; the file holds only the ${pos} bytes verified before it`, true, e.code);
       return;

@@ -7,10 +7,19 @@ import { generate } from './helpers/dataset.ts';
 import { compareTrees } from './helpers/tree-compare.ts';
 import { tempDir } from './helpers/tmp.ts';
 
-function runAndKill(args: string[], env: NodeJS.ProcessEnv, afterMs: number, signal: NodeJS.Signals): Promise<number | null> {
+/** Runs the CLI and sends `signal` after `afterMs`, or (with `whenLocked`) once the run holds its lock. */
+function runAndKill(args: string[], env: NodeJS.ProcessEnv, afterMs: number, signal: NodeJS.Signals, whenLocked?: string): Promise<number | null> {
   return new Promise((resolve) => {
     const child = spawn(STOWAGE, args, { env, stdio: 'ignore' });
-    const timer = setTimeout(() => child.kill(signal), afterMs);
+    let timer: NodeJS.Timeout;
+    const fire = (): void => {
+      if (whenLocked && fs.readdirSync(whenLocked).length === 0) {
+        timer = setTimeout(fire, 20);
+        return;
+      }
+      child.kill(signal);
+    };
+    timer = setTimeout(fire, afterMs);
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve(code);
@@ -51,7 +60,7 @@ test('SIGTERM stops a backup with exit 130, removes its lock, and the next run c
   const repo = path.join(work, 'repo');
   const env = testEnv({ STOWAGE_CACHE_DIR: path.join(work, 'cache') });
   await stowage(['-r', repo, 'init'], env);
-  const code = await runAndKill(['-r', repo, 'backup', src], env, 700, 'SIGTERM');
+  const code = await runAndKill(['-r', repo, 'backup', src], env, 0, 'SIGTERM', path.join(repo, 'locks'));
   t.is(code, 130);
   t.deepEqual(fs.readdirSync(path.join(repo, 'locks')), []);
   const done = await stowage(['-r', repo, 'backup', src], env);
