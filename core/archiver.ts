@@ -386,24 +386,19 @@ interface OpenFile {
 
 const READ_FLAGS = fsc.O_RDONLY | fsc.O_NOFOLLOW;
 
-/** O_NOATIME needs ownership or CAP_FOWNER; without them, open without it rather than fail. */
-function withNoAtime<T>(open: (flags: number) => T, fallback: (flags: number) => T): T {
-  try {
-    return open(READ_FLAGS | fsc.O_NOATIME);
-  } catch (e) {
-    if (errnoCode(e) === 'EPERM') return fallback(READ_FLAGS);
-    throw e;
-  }
-}
-
 class SyncFile implements OpenFile {
   private readonly fd: number;
   private constructor(fd: number) {
     this.fd = fd;
   }
   static open(p: Buffer): SyncFile {
-    const open = (flags: number): number => fss.openSync(p, flags);
-    return new SyncFile(withNoAtime(open, open));
+    try {
+      return new SyncFile(fss.openSync(p, READ_FLAGS | fsc.O_NOATIME));
+    } catch (e) {
+      // O_NOATIME needs ownership or CAP_FOWNER; without them, open without it rather than fail.
+      if (errnoCode(e) !== 'EPERM') throw e;
+      return new SyncFile(fss.openSync(p, READ_FLAGS));
+    }
   }
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     return fss.readSync(this.fd, buf, offset, length, position);

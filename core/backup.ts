@@ -3,7 +3,8 @@
  * run left, archive against the parent snapshot, write packs and index, and
  * only then the snapshot.
  */
-import { hostname, userInfo } from 'node:os';
+import { hostname } from 'node:os';
+import { currentUser } from './idnames.ts';
 import { Archiver, type ArchiveError, normaliseSources } from './archiver.ts';
 import { RepositoryLock } from './lock.ts';
 import { type ProgressReporter, silentProgress } from './progress.ts';
@@ -61,7 +62,7 @@ export async function backupPaths(repo: Repository, opts: BackupOptions): Promis
       version: 1,
       time: repo.clock().toISOString(),
       host,
-      username: safeUser(),
+      username: currentUser(),
       tags: [...(opts.tags ?? [])],
       paths,
       sources: paths.map((p) => ({ kind: 'path' as const, path: p })),
@@ -86,10 +87,3 @@ export async function backupPaths(repo: Repository, opts: BackupOptions): Promis
   }
 }
 
-function safeUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return '';
-  }
-}

@@ -4,6 +4,7 @@
  * --numeric-owner: on a new host the names may map to other numbers.
  */
 import { readFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 
 export interface IdNames {
   readonly users: ReadonlyMap<number, string>;
@@ -29,4 +30,13 @@ async function parse(file: string): Promise<Map<number, string>> {
 export async function loadIdNames(): Promise<IdNames> {
   const [users, groups] = await Promise.all([parse('/etc/passwd'), parse('/etc/group')]);
   return { users, groups };
+}
+
+/** The name of the user running stowage, for snapshots, locks and key files; empty when unknown. */
+export function currentUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return '';
+  }
 }

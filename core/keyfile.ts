@@ -4,7 +4,8 @@
  * passphrases for the same repository; changing a passphrase rewrites one key
  * file and never touches data.
  */
-import { hostname, userInfo } from 'node:os';
+import { hostname } from 'node:os';
+import { currentUser } from './idnames.ts';
 import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
@@ -79,7 +80,7 @@ export async function createKeyFile(password: string, keys: RepositoryKeys, kind
       ? { kind, master: requireMaster(keys).toString('base64') }
       : { kind, writeSecret: keys.writeSecret.toString('base64'), recoveryPublicKey: keys.recoveryPublicKey.toString('base64') };
   const data = seal(kek, Buffer.from(JSON.stringify(payload)), KEYFILE_AD);
-  const meta: KeyMeta = { kind, host: hostname(), username: safeUsername(), created: now.toISOString() };
+  const meta: KeyMeta = { kind, host: hostname(), username: currentUser(), created: now.toISOString() };
   const sealedMeta = sealObject(keys.metaKey, 'key-meta', Buffer.from(JSON.stringify(meta)), NO_COMPRESSION);
   const file: KeyFileJson = {
     version: 1,
@@ -131,13 +132,6 @@ export async function deriveKek(password: string, salt: Uint8Array, params: Argo
   });
 }
 
-function safeUsername(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return '';
-  }
-}
 
 /**
  * Picks Argon2id costs that take about `targetMs` on this machine, as restic

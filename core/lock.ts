@@ -10,7 +10,8 @@
  * a conflicting lock appeared meanwhile, so two racing processes cannot both
  * believe they hold conflicting locks.
  */
-import { hostname, userInfo } from 'node:os';
+import { hostname } from 'node:os';
+import { currentUser } from './idnames.ts';
 import { z } from 'zod';
 import { LockedError, isStowageError } from './errors.ts';
 import type { Repository } from './repository.ts';
@@ -94,7 +95,7 @@ export class RepositoryLock {
       version: 1 as const,
       exclusive: opts.exclusive,
       host: hostname(),
-      username: safeUser(),
+      username: currentUser(),
       pid: process.pid,
       operation: opts.operation,
     };
@@ -174,10 +175,3 @@ export async function removeLocks(repo: Repository, all: boolean): Promise<numbe
   return n;
 }
 
-function safeUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return '';
-  }
-}
