@@ -49,5 +49,13 @@ export class BufferPool {
   }
 }
 
+/** An ArrayBuffer holding exactly these bytes that may be transferred: the view's own, or a copy. */
+export function ownBuffer(b: Uint8Array): ArrayBuffer {
+  if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) return b.buffer;
+  const ab = new ArrayBuffer(b.byteLength);
+  new Uint8Array(ab).set(b);
+  return ab;
+}
+
 /** The pool of the main thread's chunk buffers. */
 export const chunkBuffers = new BufferPool(8 * 1024 * 1024);

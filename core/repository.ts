@@ -369,9 +369,8 @@ export class Repository {
   openAndVerify(type: BlobType, idHex: string, pack: string, key: Uint8Array, sealed: Uint8Array): Buffer {
     const id = Buffer.from(idHex, 'hex');
     const plain = openBlob(key, type, id, sealed);
-    const where = `${type} blob ${idHex} in data/${pack}`;
-    if (!plain) throw new IntegrityError(where, 'does not decrypt: the pack was tampered with, truncated or swapped');
-    if (!blobId(this.keys.idKey, plain).equals(id)) throw new IntegrityError(where, 'content does not match its ID');
+    if (!plain) throw blobIntegrityError(type, idHex, pack, 'decrypt');
+    if (!blobId(this.keys.idKey, plain).equals(id)) throw blobIntegrityError(type, idHex, pack, 'id');
     return plain;
   }
 
@@ -411,6 +410,14 @@ export class Repository {
   async close(): Promise<void> {
     await this.backend.close();
   }
+}
+
+/** The error for a blob that does not open ('decrypt') or does not match its ID ('id'), naming blob and pack. */
+export function blobIntegrityError(type: BlobType, idHex: string, pack: string, failure: 'decrypt' | 'id'): IntegrityError {
+  return new IntegrityError(
+    `${type} blob ${idHex} in data/${pack}`,
+    failure === 'decrypt' ? 'does not decrypt: the pack was tampered with, truncated or swapped' : 'content does not match its ID',
+  );
 }
 
 async function loadConfigBytes(backend: Backend): Promise<Buffer> {

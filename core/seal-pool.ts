@@ -8,7 +8,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { CompressionSettings } from './compression.ts';
-import { chunkBuffers } from './buffer-pool.ts';
+import { chunkBuffers, ownBuffer } from './buffer-pool.ts';
 import type { BlobType } from './envelope.ts';
 import type { SealedBlob } from './pack.ts';
 import type { SealReply, SealRequest, SealWorkerInit } from './seal-worker.ts';
@@ -27,7 +27,6 @@ export interface BlobSink {
 }
 
 /** Chunks smaller than this are sealed on the calling thread: a round trip would cost more. */
-const INLINE_BELOW = 4096;
 
 class ByteBudget {
   private used = 0;
@@ -250,7 +249,7 @@ export class SealPool {
     try {
       const seq = ++this.seq;
       const opened = this.wait<Buffer | 'decrypt' | 'id'>(seq);
-      w.open.push({ seq, type, id, key, sealed: transferable(sealed) });
+      w.open.push({ seq, type, id, key, sealed: ownBuffer(sealed) });
       this.schedule(w, n);
       return await opened;
     } finally {
@@ -273,13 +272,6 @@ export class SealPool {
  */
 function transferableView(b: Uint8Array): { data: ArrayBuffer; length: number } {
   if (b.byteOffset === 0 && b.buffer instanceof ArrayBuffer) return { data: b.buffer, length: b.byteLength };
-  return { data: transferable(b), length: b.byteLength };
+  return { data: ownBuffer(b), length: b.byteLength };
 }
 
-/** The chunk's own ArrayBuffer when it spans all of it (no copy), else a copy. */
-function transferable(b: Uint8Array): ArrayBuffer {
-  if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) return b.buffer;
-  const ab = new ArrayBuffer(b.byteLength);
-  new Uint8Array(ab).set(b);
-  return ab;
-}

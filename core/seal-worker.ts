@@ -6,6 +6,7 @@
  * verifies blobs for a restore.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { ownBuffer } from './buffer-pool.ts';
 import type { CompressionSettings } from './compression.ts';
 import { blobId, initCrypto } from './crypto.ts';
 import { type BlobType, openBlob, sealBlobParts } from './envelope.ts';
@@ -46,14 +47,6 @@ export function packIds(ids: readonly Uint8Array[]): ArrayBuffer {
   const ab = new ArrayBuffer(ids.length * 32);
   const v = new Uint8Array(ab);
   ids.forEach((id, i) => v.set(id, i * 32));
-  return ab;
-}
-
-/** An ArrayBuffer that holds exactly these bytes and may be transferred. */
-export function ownBuffer(b: Uint8Array): ArrayBuffer {
-  if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) return b.buffer;
-  const ab = new ArrayBuffer(b.byteLength);
-  new Uint8Array(ab).set(b);
   return ab;
 }
 

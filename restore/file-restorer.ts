@@ -20,7 +20,7 @@ import * as fs from 'node:fs/promises';
 import { IntegrityError, UnsafePathError, errnoCode, isStowageError } from '../core/errors.ts';
 import { type Counters, type ProgressReporter, newCounters, silentProgress } from '../core/progress.ts';
 import type { Repository } from '../core/repository.ts';
-import { mapLimit } from '../core/repository.ts';
+import { blobIntegrityError, mapLimit } from '../core/repository.ts';
 import type { SealPool } from '../core/seal-pool.ts';
 import { type TreeNode, findNode, loadTree, nameBytes, targetBytes } from '../core/tree.ts';
 import { writeXattrs } from '../core/xattr.ts';
@@ -200,8 +200,7 @@ class FileRestorer {
       const fetch = async (id: string): Promise<Buffer> => {
         const { pack, key, sealed } = await repo.loadSealedBlob('data', id);
         const r = await pool.open('data', Buffer.from(id, 'hex'), key, sealed);
-        if (r === 'decrypt') throw new IntegrityError(`data blob ${id} in data/${pack}`, 'does not decrypt: the pack was tampered with, truncated or swapped');
-        if (r === 'id') throw new IntegrityError(`data blob ${id} in data/${pack}`, 'content does not match its ID');
+        if (r === 'decrypt' || r === 'id') throw blobIntegrityError('data', id, pack, r);
         return r;
       };
       const quietFetch = (id: string): Promise<Buffer> => {
