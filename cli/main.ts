@@ -6,6 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { isStowageError } from '../core/errors.ts';
 import { RepositoryLock } from '../core/lock.ts';
+import { LocalBackend } from '../core/backends/local.ts';
 import { PROGRAM_VERSION } from '../core/version.ts';
 import { type Context, type GlobalOptions, makeContext } from './context.ts';
 import { EXIT, EXIT_MEANINGS, exitCodeFor } from './exit-codes.ts';
@@ -144,7 +145,10 @@ function installSignalHandlers(): void {
     if (stopping) process.exit(EXIT.INTERRUPTED);
     stopping = true;
     process.stderr.write(`\nstowage: ${signal}: stopping; the repository stays valid and the next run resumes\n`);
-    void RepositoryLock.releaseAll().finally(() => process.exit(EXIT.INTERRUPTED));
+    void RepositoryLock.releaseAll().finally(() => {
+      LocalBackend.abandonWrites();
+      process.exit(EXIT.INTERRUPTED);
+    });
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

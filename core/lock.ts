@@ -78,6 +78,9 @@ function describeLock(l: LockInfo): string {
 export class RepositoryLock {
   /** Locks this process holds, so a signal handler can remove them before exit. */
   private static readonly held = new Set<RepositoryLock>();
+  /** Lock objects being written: a signal during acquire must remove those too. */
+  private static readonly writing = new Set<Promise<string>>();
+  private static stopping = false;
   private readonly repo: Repository;
   private readonly info: Omit<LockInfo, 'time'>;
   private name: string;
@@ -103,15 +106,16 @@ export class RepositoryLock {
     for (let attempt = 0; ; attempt++) {
       const blocking = await conflicts(repo, opts.exclusive, null);
       if (!blocking) {
-        const name = await writeLock(repo, info);
+        const name = await RepositoryLock.write(repo, info);
+        // Held from the moment it exists, so a signal during the check removes it.
+        const lock = new RepositoryLock(repo, info, name);
+        RepositoryLock.held.add(lock);
         const late = await conflicts(repo, opts.exclusive, name);
         if (!late) {
-          const lock = new RepositoryLock(repo, info, name);
           lock.startRefresh();
-          RepositoryLock.held.add(lock);
           return lock;
         }
-        await repo.backend.remove({ type: 'locks', name });
+        await lock.release();
         if (Date.now() >= deadline) throw new LockedError(`repository is locked: ${describeLock(late)}`);
       } else if (Date.now() >= deadline) {
         throw new LockedError(
@@ -131,11 +135,32 @@ export class RepositoryLock {
 
   private async refresh(): Promise<void> {
     const old = this.name;
-    this.name = await writeLock(this.repo, this.info);
+    this.name = await RepositoryLock.write(this.repo, this.info);
     await this.repo.backend.remove({ type: 'locks', name: old });
   }
 
+  /** Writes a lock object; once releaseAll has begun, removes it again and refuses. */
+  private static async write(repo: Repository, info: Omit<LockInfo, 'time'>): Promise<string> {
+    if (RepositoryLock.stopping) throw new LockedError('stopping: no new lock is taken');
+    const p = writeLock(repo, info);
+    RepositoryLock.writing.add(p);
+    try {
+      const name = await p;
+      if (RepositoryLock.stopping) {
+        await repo.backend.remove({ type: 'locks', name });
+        throw new LockedError('stopping: no new lock is taken');
+      }
+      return name;
+    } finally {
+      RepositoryLock.writing.delete(p);
+    }
+  }
+
+  /** Removes every lock this process holds or is writing; no lock is taken after it. */
   static async releaseAll(): Promise<void> {
+    RepositoryLock.stopping = true;
+    // A write in flight removes its own object when it sees `stopping`.
+    await Promise.allSettled([...RepositoryLock.writing]);
     await Promise.all([...RepositoryLock.held].map((l) => l.release().catch(() => {})));
   }
 

@@ -36,6 +36,15 @@ const readFd = promisify(fss.read);
 const closeFd = promisify(fss.close);
 
 export class LocalBackend implements Backend {
+  /** Temporary files being written by any instance, so an interrupted process can remove them. */
+  private static readonly temps = new Set<string>();
+
+  /** Removes the temporary files of writes in flight; for a signal handler, just before exit. */
+  static abandonWrites(): void {
+    for (const t of LocalBackend.temps) fss.rmSync(t, { force: true });
+    LocalBackend.temps.clear();
+  }
+
   readonly location: string;
   readonly isLocal = true;
   private readonly root: string;
@@ -70,6 +79,7 @@ export class LocalBackend implements Backend {
     const dir = path.dirname(target);
     if (h.type === 'data') await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
     const tmp = path.join(dir, TMP_PREFIX + randomBytes(8).toString('hex'));
+    LocalBackend.temps.add(tmp);
     try {
       const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE);
       try {
@@ -89,6 +99,7 @@ export class LocalBackend implements Backend {
       throw translate(e, h);
     } finally {
       await fs.rm(tmp, { force: true });
+      LocalBackend.temps.delete(tmp);
     }
   }
 
