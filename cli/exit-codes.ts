@@ -17,6 +17,7 @@ export const EXIT = {
   REFUSED: 15,
   NO_SPACE: 16,
   DOCKER: 17,
+  SERVER_IDENTITY: 18,
   INTERRUPTED: 130,
 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
@@ -35,6 +36,7 @@ export const EXIT_MEANINGS: Record<ExitCode, string> = {
   15: 'the server refused: credential, permission or quota',
   16: 'no space left on the disk being written',
   17: 'the Docker Engine failed or cannot be reached',
+  18: "the server's TLS certificate is not the pinned one (or not trusted): nothing was sent",
   130: 'interrupted (SIGINT or SIGTERM)',
 };
 
@@ -68,6 +70,8 @@ export function exitCodeFor(code: ErrorCode): ExitCode {
       return EXIT.NO_SPACE;
     case 'ERR_DOCKER':
       return EXIT.DOCKER;
+    case 'ERR_SERVER_IDENTITY':
+      return EXIT.SERVER_IDENTITY;
     case 'ERR_INTERRUPTED':
       return EXIT.INTERRUPTED;
   }

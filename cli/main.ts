@@ -10,6 +10,7 @@ import { LocalBackend } from '../core/backends/local.ts';
 import { PROGRAM_VERSION } from '../core/version.ts';
 import { type Context, type GlobalOptions, makeContext } from './context.ts';
 import { EXIT, EXIT_MEANINGS, exitCodeFor } from './exit-codes.ts';
+import { stopHandler } from './stop.ts';
 
 type Action = (ctx: Context, ...args: never[]) => Promise<number>;
 
@@ -92,6 +93,40 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .option('--remove-all', 'remove all locks, not only stale ones')
     .action((o, c) => run(() => import('./commands/unlock.ts') as never, [o, c]));
 
+  const serve = cmd('serve', 'run the TLS-only backup server (holds no key), or manage its tokens and quotas')
+    .option('--data <dir>', 'server data directory (default: $STOWAGE_SERVER_DATA or /var/lib/stowage)')
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8443')
+    .option('--cert <file>', 'TLS certificate (PEM); default: a self-signed one made on first start')
+    .option('--key <file>', 'TLS private key (PEM) for --cert')
+    .option('--max-object-size <size>', 'largest object accepted', '64M')
+    .option('--max-concurrent <n>', 'requests handled at once', '64')
+    .option('--ban-after <n>', 'failed authentications from one address before a ban', '10')
+    .option('--ban-for <duration>', 'how long a ban lasts', '15m')
+    .action((o, c) => run(() => import('./commands/serve.ts') as never, [o, c]));
+  const token = serve.command('token').description('manage access tokens (the server may be running)');
+  token
+    .command('add')
+    .description('create a token for one repository; it is printed once and stored only as a hash')
+    .addHelpText('after', '\n--repo NAME (required) names the repository the token is for.')
+    .requiredOption('--role <role>', 'append (back up: create, read, list) or admin (may also delete)')
+    .option('--note <text>', 'a note to recognise the token by')
+    .action((o, c) => run(() => import('./commands/serve-admin.ts').then((m) => ({ run: m.tokenAdd })) as never, [o, c]));
+  token
+    .command('list')
+    .description('list tokens (ids, repositories, roles; never the secrets)')
+    .action((o, c) => run(() => import('./commands/serve-admin.ts').then((m) => ({ run: m.tokenList })) as never, [o, c]));
+  token
+    .command('revoke')
+    .description('revoke a token by its id')
+    .argument('<id>', 'token id (the hex after "stw_")')
+    .action((id, o, c) => run(() => import('./commands/serve-admin.ts').then((m) => ({ run: m.tokenRevoke })) as never, [id, o, c]));
+  serve
+    .command('quota')
+    .description('set or clear the quota of a repository')
+    .addHelpText('after', '\n--repo NAME (required) names the repository.')
+    .argument('<size>', 'e.g. 500G, or "none"')
+    .action((size, o, c) => run(() => import('./commands/serve-admin.ts').then((m) => ({ run: m.quota })) as never, [size, o, c]));
+
   return program;
 }
 
@@ -145,6 +180,14 @@ function installSignalHandlers(): void {
     if (stopping) process.exit(EXIT.INTERRUPTED);
     stopping = true;
     process.stderr.write(`\nstowage: ${signal}: stopping; the repository stays valid and the next run resumes\n`);
+    const graceful = stopHandler();
+    if (graceful) {
+      void graceful(signal).then(
+        (code) => process.exit(code),
+        () => process.exit(EXIT.INTERRUPTED),
+      );
+      return;
+    }
     void RepositoryLock.releaseAll().finally(() => {
       LocalBackend.abandonWrites();
       process.exit(EXIT.INTERRUPTED);

@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'ERR_WRITE_ONLY'
   | 'ERR_DOCKER'
   | 'ERR_CONFIG'
+  | 'ERR_SERVER_IDENTITY'
   | 'ERR_INTERRUPTED';
 
 export abstract class StowageError extends Error {
@@ -125,6 +126,11 @@ export class BackendError extends StowageError {
 /** The server refused the credential or the operation. */
 export class ForbiddenError extends StowageError {
   readonly code = 'ERR_FORBIDDEN';
+}
+
+/** The server's certificate is not the pinned one, or no trusted CA vouches for it. */
+export class ServerIdentityError extends StowageError {
+  readonly code = 'ERR_SERVER_IDENTITY';
 }
 
 export class QuotaExceededError extends StowageError {

@@ -14,25 +14,17 @@ export interface BackendOptions {
   readonly caFile?: string;
 }
 
-export type BackendFactory = (location: string, opts: BackendOptions) => Promise<Backend>;
-
-const remoteFactories = new Map<string, BackendFactory>();
-
-/** Lets the HTTPS client register itself without this module importing it eagerly. */
-export function registerRemote(scheme: string, factory: BackendFactory): void {
-  remoteFactories.set(scheme, factory);
-}
-
 export async function openBackend(location: string, opts: BackendOptions): Promise<Backend> {
   if (/^http:\/\//i.test(location)) {
     throw new UsageError(`refusing plain HTTP repository ${location}: stowage servers speak HTTPS only (use https://)`);
   }
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(location)?.[1]?.toLowerCase();
-  if (scheme) {
-    const factory = remoteFactories.get(scheme);
-    if (!factory) throw new UsageError(`unsupported repository location ${location}`);
-    return await factory(location, opts);
+  if (scheme === 'https') {
+    // Loaded only when used: a local backup never pays for the HTTP client.
+    const { openHttpsBackend } = await import('./https.ts');
+    return await openHttpsBackend(location, opts);
   }
+  if (scheme) throw new UsageError(`unsupported repository location ${location} (use a directory or https://HOST:PORT/NAME)`);
   const local = location.startsWith('local:') ? location.slice(6) : location;
   if (local.length === 0) throw new UsageError('empty repository location');
   return new LocalBackend(local);

@@ -1,0 +1,64 @@
+/**
+ * `stowage serve token add|list|revoke` and `stowage serve quota`: edit the
+ * server's state files directly (a running server picks changes up within a
+ * second). They need the data directory, never a repository key.
+ */
+import { UsageError } from '../../core/errors.ts';
+import { parseSize } from '../../core/units.ts';
+import { stateDirOf } from '../../server/server.ts';
+import { RepoSettings } from '../../server/settings.ts';
+import { isValidRepoName } from '../../server/store.ts';
+import { type Role, ROLES, TokenStore } from '../../server/tokens.ts';
+import type { Context } from '../context.ts';
+import { serverDataDir } from './serve.ts';
+
+interface DataOption {
+  readonly data?: string;
+}
+
+/** `--data` belongs to `serve`, so on its subcommands it arrives among the inherited options. */
+function dataDir(ctx: Context): string {
+  return serverDataDir(ctx, (ctx.global as DataOption).data);
+}
+
+/** `--repo` is the global option here: on `serve` subcommands it holds a repository's name on this server. */
+function repoName(ctx: Context): string {
+  const name = ctx.global.repo;
+  if (!name) throw new UsageError('--repo NAME is required: the name of the repository on this server');
+  if (!isValidRepoName(name)) throw new UsageError(`invalid repository name ${JSON.stringify(name)}: letters, digits, "-" and "_", up to 64`);
+  return name;
+}
+
+export async function tokenAdd(ctx: Context, opts: { role: string; note?: string }): Promise<number> {
+  if (!ROLES.includes(opts.role as Role)) throw new UsageError(`--role must be append or admin, not ${JSON.stringify(opts.role)}`);
+  const store = new TokenStore(stateDirOf(dataDir(ctx)));
+  const { token, record } = await store.add(repoName(ctx), opts.role as Role, opts.note);
+  ctx.out.result({ token, id: record.id, repo: record.repo, role: record.role }, () =>
+    [token, '', `token ${record.id} (${record.role}) for repository ${record.repo}.`, 'It is shown only now: the server keeps only its hash.'].join('\n'),
+  );
+  return 0;
+}
+
+export async function tokenList(ctx: Context): Promise<number> {
+  const records = await new TokenStore(stateDirOf(dataDir(ctx))).list();
+  const rows = records.map(({ hash: _hash, ...rest }) => rest);
+  ctx.out.result(rows, () =>
+    rows.length === 0 ? 'no tokens' : rows.map((r) => `${r.id}  ${r.role.padEnd(6)}  ${r.repo}  ${r.created}${r.note ? `  ${r.note}` : ''}`).join('\n'),
+  );
+  return 0;
+}
+
+export async function tokenRevoke(ctx: Context, id: string): Promise<number> {
+  const found = await new TokenStore(stateDirOf(dataDir(ctx))).revoke(id.replace(/^stw_/, '').split('_')[0]!);
+  if (!found) throw new UsageError(`no token with id ${id}`);
+  ctx.out.result({ revoked: id }, () => `revoked token ${id}`);
+  return 0;
+}
+
+export async function quota(ctx: Context, size: string): Promise<number> {
+  const bytes = size === 'none' ? null : parseSize(size);
+  const repo = repoName(ctx);
+  await new RepoSettings(stateDirOf(dataDir(ctx))).setQuota(repo, bytes);
+  ctx.out.result({ repo, quotaBytes: bytes }, () => (bytes === null ? `repository ${repo} has no quota` : `repository ${repo}: quota ${bytes} bytes`));
+  return 0;
+}

@@ -1,0 +1,119 @@
+/**
+ * The CLI against `stowage serve` running as its own process on loopback:
+ * pinning at init, a server killed in the middle of a backup, a quota.
+ */
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { openHttpsBackend } from '../core/backends/https.ts';
+import { Repository } from '../core/repository.ts';
+import { stowage, testEnv } from './helpers/cli.ts';
+import { generate } from './helpers/dataset.ts';
+import { freePort, spawnServer } from './helpers/server.ts';
+import { compareTrees } from './helpers/tree-compare.ts';
+import { tempDir } from './helpers/tmp.ts';
+
+async function tokenFor(dataDir: string, repo: string, role: string, env: NodeJS.ProcessEnv): Promise<string> {
+  const r = await stowage(['serve', '--data', dataDir, 'token', 'add', '--repo', repo, '--role', role, '--json'], env);
+  if (r.code !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!).token as string;
+}
+
+function dataPuts(log: string): { status: number }[] {
+  return log
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { method?: string; type?: string; status: number })
+    .filter((e) => e.method === 'PUT' && e.type === 'data');
+}
+
+test('init pins the server; backup and restore through it are byte-identical; later runs need no flag', async (t) => {
+  const work = await tempDir(t);
+  const env = testEnv({ STOWAGE_CONFIG_DIR: path.join(work, 'config'), STOWAGE_CACHE_DIR: path.join(work, 'cache') });
+  const server = await spawnServer(path.join(work, 'server'), await freePort(), env);
+  t.teardown(() => server.stop());
+  const src = path.join(work, 'src');
+  generate(src, 16);
+  const repoUrl = `${server.url}/web1`;
+  const clientEnv = { ...env, STOWAGE_TOKEN: await tokenFor(path.join(work, 'server'), 'web1', 'append', env) };
+  const init = await stowage(['-r', repoUrl, '--server-fingerprint', server.fingerprint, 'init'], clientEnv);
+  t.is(init.code, 0, init.stderr);
+  t.is((await stowage(['-r', repoUrl, 'backup', src], clientEnv)).code, 0);
+  const restored = await stowage(['-r', repoUrl, 'restore', 'latest', '--target', path.join(work, 'out')], clientEnv);
+  t.is(restored.code, 0, restored.stderr);
+  t.deepEqual(compareTrees(src, path.join(work, 'out', src)), []);
+  const noToken = await stowage(['-r', repoUrl, 'snapshots'], env);
+  t.is(noToken.code, 2, 'no token is a usage error');
+  const badToken = await stowage(['-r', repoUrl, 'snapshots'], { ...env, STOWAGE_TOKEN: 'stw_0123456789abcdef_' + 'A'.repeat(43) });
+  t.is(badToken.code, 15, badToken.stderr);
+});
+
+test('a server killed mid-backup: the next backup completes without uploading anything twice, and restores byte-identical', async (t) => {
+  const work = await tempDir(t);
+  const dataDir = path.join(work, 'server');
+  const port = await freePort();
+  const env = testEnv({ STOWAGE_CONFIG_DIR: path.join(work, 'config'), STOWAGE_CACHE_DIR: path.join(work, 'cache'), STOWAGE_RETRY_SECONDS: '1' });
+  let server = await spawnServer(dataDir, port, env);
+  const src = path.join(work, 'src');
+  generate(src, 160);
+  const repoUrl = `${server.url}/web1`;
+  const clientEnv = { ...env, STOWAGE_TOKEN: await tokenFor(dataDir, 'web1', 'append', env), STOWAGE_SERVER_FINGERPRINT: server.fingerprint };
+  t.is((await stowage(['-r', repoUrl, 'init'], clientEnv)).code, 0);
+
+  const first = stowage(['-r', repoUrl, 'backup', src], clientEnv);
+  while (dataPuts(server.log()).filter((p) => p.status === 201).length < 3) await new Promise((r) => setTimeout(r, 10));
+  await server.stop('SIGKILL');
+  const failed = await first;
+  t.is(failed.code, 14, `the backup reports an unreachable server: ${failed.stderr}`);
+
+  server = await spawnServer(dataDir, port, env);
+  t.teardown(() => server.stop());
+  const landed = fs.readdirSync(path.join(dataDir, 'repos', 'web1', 'data'), { recursive: true }).filter((n) => /[0-9a-f]{64}$/.test(String(n))).length;
+  t.true(landed >= 3);
+  t.deepEqual(fs.readdirSync(path.join(dataDir, 'repos', 'web1', 'tmp')), [], 'no partial upload survives a restart');
+  const second = await stowage(['-r', repoUrl, '--json', 'backup', src], clientEnv);
+  t.is(second.code, 0, second.stderr);
+  const summary = JSON.parse(second.stdout.trim().split('\n').at(-1)!);
+  t.is(summary.adoptedPacks, landed, 'every pack that landed is adopted');
+  t.deepEqual(dataPuts(server.log()).filter((p) => p.status !== 201), [], 'no PUT of an object already there');
+
+  // Nothing twice: no blob sits in two packs, and every pack on the server is indexed.
+  const backend = await openHttpsBackend(repoUrl, { env: clientEnv });
+  const repo = await Repository.open(backend, 'test passphrase', { cacheRoot: null });
+  await repo.loadIndex();
+  let entries = 0;
+  for (const p of repo.index.packs()) entries += p.blobs.length;
+  t.is(entries, repo.index.blobCount);
+  let stored = 0;
+  for await (const _ of backend.list('data')) stored++;
+  t.is(stored, repo.index.packCount);
+  await repo.close();
+
+  const restored = await stowage(['-r', repoUrl, 'restore', 'latest', '--target', path.join(work, 'out')], clientEnv);
+  t.is(restored.code, 0, restored.stderr);
+  t.deepEqual(compareTrees(src, path.join(work, 'out', src)), []);
+});
+
+test('an exhausted quota fails the backup with a message naming it; the repository stays valid', async (t) => {
+  const work = await tempDir(t);
+  const dataDir = path.join(work, 'server');
+  const env = testEnv({ STOWAGE_CONFIG_DIR: path.join(work, 'config'), STOWAGE_CACHE_DIR: path.join(work, 'cache') });
+  const server = await spawnServer(dataDir, await freePort(), env);
+  t.teardown(() => server.stop());
+  const src = path.join(work, 'src');
+  generate(src, 40);
+  const repoUrl = `${server.url}/web1`;
+  const clientEnv = { ...env, STOWAGE_TOKEN: await tokenFor(dataDir, 'web1', 'append', env), STOWAGE_SERVER_FINGERPRINT: server.fingerprint };
+  t.is((await stowage(['-r', repoUrl, 'init'], clientEnv)).code, 0);
+  t.is((await stowage(['serve', '--data', dataDir, 'quota', '--repo', 'web1', '20M'], env)).code, 0);
+  const over = await stowage(['-r', repoUrl, 'backup', src], clientEnv);
+  t.is(over.code, 15, over.stderr);
+  t.regex(over.stderr, /quota/);
+  t.regex(over.stderr, /20971520/);
+  t.is((await stowage(['serve', '--data', dataDir, 'quota', '--repo', 'web1', 'none'], env)).code, 0);
+  const again = await stowage(['-r', repoUrl, 'backup', src], clientEnv);
+  t.is(again.code, 0, again.stderr);
+  const restored = await stowage(['-r', repoUrl, 'restore', 'latest', '--target', path.join(work, 'out')], clientEnv);
+  t.is(restored.code, 0, restored.stderr);
+  t.deepEqual(compareTrees(src, path.join(work, 'out', src)), []);
+});
