@@ -8,9 +8,9 @@
  * and its defaults (restic: zstd auto; borg: lz4, repokey-blake2). Wall time
  * and peak RSS come from getrusage of the child (through python3, which the
  * dataset generator needs anyway). Options: --size-mib N (1024), --work DIR
- * (.bench), --keep.
+ * (.bench), --keep, --no-server (skip the run through `stowage serve` on loopback).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,13 +35,13 @@ interface Measure {
 }
 
 /** Runs a command and returns its wall time and peak RSS (ru_maxrss of the child). */
-function measure(cmd: string[], cwd = work): Measure {
+function measure(cmd: string[], extraEnv: NodeJS.ProcessEnv = {}, cwd = work): Measure {
   const py = `import resource,subprocess,sys,time,json
 t=time.time(); r=subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 el=time.time()-t
 if r.returncode not in (0,): sys.stderr.write(r.stderr.decode()[-2000:]); sys.exit(r.returncode)
 print(json.dumps({"seconds": el, "maxRssMib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}))`;
-  const out = execFileSync('python3', ['-c', py, ...cmd], { env, cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const out = execFileSync('python3', ['-c', py, ...cmd], { env: { ...env, ...extraEnv }, cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return JSON.parse(out) as Measure;
 }
 
@@ -60,6 +60,9 @@ function have(cmd: string): boolean {
 
 interface Tool {
   name: string;
+  /** Where the repository's bytes are, when not at the path given to init. */
+  storage?: string;
+  env?: NodeJS.ProcessEnv;
   init(repo: string): void;
   backup(repo: string, data: string): string[];
   restore(repo: string, target: string): string[];
@@ -74,6 +77,7 @@ const tools: Tool[] = [
     restore: (repo, target) => [stowage, '-r', repo, 'restore', 'latest', '--target', target],
   },
 ];
+if (!args.includes('--no-server')) tools.push(await serverTool());
 if (have('restic')) {
   tools.push({
     name: 'restic',
@@ -95,11 +99,44 @@ if (have('borg')) {
   });
 }
 
+/** stowage through `stowage serve` on loopback: same machine, same disk, real TLS. */
+async function serverTool(): Promise<Tool> {
+  const dataDir = path.join(work, 'server');
+  fs.rmSync(dataDir, { recursive: true, force: true });
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const child = spawn(stowage, ['serve', '--data', dataDir, '--listen', `127.0.0.1:${port}`], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  process.on('exit', () => child.kill());
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const fingerprint = await new Promise<string>((resolve, reject) => {
+    const timer = setInterval(() => {
+      const m = /fingerprint \(SHA-256\): ([0-9A-F:]{95})/.exec(err);
+      if (m) {
+        clearInterval(timer);
+        resolve(m[1]!);
+      }
+    }, 20);
+    child.on('close', () => reject(new Error(`stowage serve exited: ${err}`)));
+  });
+  const added = execFileSync(stowage, ['serve', '--data', dataDir, 'token', 'add', '--repo', 'bench', '--role', 'append', '--json'], { env, encoding: 'utf8' });
+  const token = (JSON.parse(added.trim().split('\n').at(-1)!) as { token: string }).token;
+  const toolEnv = { STOWAGE_TOKEN: token, STOWAGE_SERVER_FINGERPRINT: fingerprint, STOWAGE_CACHE_DIR: path.join(work, 'stowage-server-cache') };
+  const url = `https://127.0.0.1:${port}/bench`;
+  return {
+    name: 'stowage-server',
+    storage: path.join(dataDir, 'repos', 'bench'),
+    env: toolEnv,
+    init: () => execFileSync(stowage, ['-r', url, 'init', '-q'], { env: { ...env, ...toolEnv }, stdio: 'ignore' }),
+    backup: (_repo, d) => [stowage, '-r', url, 'backup', d],
+    restore: (_repo, target) => [stowage, '-r', url, 'restore', 'latest', '--target', target],
+  };
+}
+
 fs.mkdirSync(work, { recursive: true });
 const data = path.join(work, 'data');
 for (const t of tools) fs.rmSync(path.join(work, `${t.name}-repo`), { recursive: true, force: true });
 fs.rmSync(data, { recursive: true, force: true });
-for (const d of ['stowage-cache', 'restic-cache', 'borg-base', 'restore']) fs.rmSync(path.join(work, d), { recursive: true, force: true });
+for (const d of ['stowage-cache', 'stowage-server-cache', 'restic-cache', 'borg-base', 'restore']) fs.rmSync(path.join(work, d), { recursive: true, force: true });
 console.log(`generating a ${sizeMib} MiB dataset in ${data} …`);
 execFileSync('python3', [gen, '--out', data, '--size-mib', String(sizeMib)], { stdio: 'ignore' });
 const digest = (dir: string): string => JSON.parse(execFileSync('python3', [gen, '--digest', dir], { encoding: 'utf8' })).digest;
@@ -111,9 +148,9 @@ for (const t of tools) {
   const repo = path.join(work, `${t.name}-repo`);
   t.init(repo);
   execFileSync('sync');
-  const first = measure(t.backup(repo, data));
-  const size = du(repo);
-  const nochange = measure(t.backup(repo, data));
+  const first = measure(t.backup(repo, data), t.env);
+  const size = du(t.storage ?? repo);
+  const nochange = measure(t.backup(repo, data), t.env);
   results[t.name] = { initial: first.seconds, initialRss: first.maxRssMib, size, nochange: nochange.seconds };
   console.log(`${t.name}: initial ${first.seconds.toFixed(2)} s, no-change ${nochange.seconds.toFixed(2)} s`);
 }
@@ -121,14 +158,14 @@ execFileSync('python3', [gen, '--mutate', '--out', data], { stdio: 'ignore' });
 const mutated = digest(data);
 for (const t of tools) {
   const repo = path.join(work, `${t.name}-repo`);
-  const before = du(repo);
-  const inc = measure(t.backup(repo, data));
+  const before = du(t.storage ?? repo);
+  const inc = measure(t.backup(repo, data), t.env);
   const row = results[t.name]!;
   row['incremental'] = inc.seconds;
-  row['growth'] = du(repo) - before;
+  row['growth'] = du(t.storage ?? repo) - before;
   const target = path.join(work, 'restore', t.name);
   fs.rmSync(target, { recursive: true, force: true });
-  const res = measure(t.restore(repo, target));
+  const res = measure(t.restore(repo, target), t.env);
   row['restore'] = res.seconds;
   row['restoreRss'] = res.maxRssMib;
   const restoredDir = path.join(target, data);
@@ -150,7 +187,14 @@ for (const [name, r] of Object.entries(results)) {
   );
 }
 const s = results['stowage']!;
-const others = Object.entries(results).filter(([n]) => n !== 'stowage');
+const viaServer = results['stowage-server'];
+if (viaServer) {
+  console.log('\nThrough the server on loopback (local / server time; that is, server throughput as a share of local):');
+  console.log(`  initial backup: ${(s['initial']! / viaServer['initial']!).toFixed(2)} (goal >= 0.9)`);
+  console.log(`  incremental backup: ${(s['incremental']! / viaServer['incremental']!).toFixed(2)}`);
+  console.log(`  restore: ${(s['restore']! / viaServer['restore']!).toFixed(2)}`);
+}
+const others = Object.entries(results).filter(([n]) => !n.startsWith('stowage'));
 if (others.length > 0) {
   console.log('\nRatios (stowage / other; below 1 is better for stowage):');
   const fastest = Math.min(...others.map(([, r]) => r['initial']!));
@@ -167,6 +211,7 @@ if (others.length > 0) {
 }
 fs.writeFileSync(path.join(work, 'results.json'), JSON.stringify({ sizeMib, results }, null, 2));
 if (!args.includes('--keep')) {
-  for (const t of tools) fs.rmSync(path.join(work, `${t.name}-repo`), { recursive: true, force: true });
+  for (const t of tools) fs.rmSync(t.storage ?? path.join(work, `${t.name}-repo`), { recursive: true, force: true });
   fs.rmSync(data, { recursive: true, force: true });
 }
+process.exit(0);
