@@ -142,17 +142,20 @@ export class RepositoryLock {
   /** Writes a lock object; once releaseAll has begun, removes it again and refuses. */
   private static async write(repo: Repository, info: Omit<LockInfo, 'time'>): Promise<string> {
     if (RepositoryLock.stopping) throw new LockedError('stopping: no new lock is taken');
-    const p = writeLock(repo, info);
-    RepositoryLock.writing.add(p);
-    try {
-      const name = await p;
+    // Tracked as a whole, removal included, so releaseAll waits until it is gone.
+    const op = (async () => {
+      const name = await writeLock(repo, info);
       if (RepositoryLock.stopping) {
         await repo.backend.remove({ type: 'locks', name });
         throw new LockedError('stopping: no new lock is taken');
       }
       return name;
+    })();
+    RepositoryLock.writing.add(op);
+    try {
+      return await op;
     } finally {
-      RepositoryLock.writing.delete(p);
+      RepositoryLock.writing.delete(op);
     }
   }
 

@@ -359,11 +359,26 @@ export class Repository {
 
   /** Reads one blob's sealed bytes and finds its key, for opening elsewhere (a worker). */
   async loadSealedBlob(type: BlobType, idHex: string): Promise<{ pack: string; key: Buffer; sealed: Buffer }> {
+    const loc = this.locateBlob(type, idHex);
+    const sealed = await this.readBlobBytes(type, loc.pack, loc.offset, loc.length);
+    return { pack: loc.pack, key: loc.key, sealed };
+  }
+
+  /** Where a blob is stored and the key that opens it; IntegrityError if the index lacks it. */
+  locateBlob(type: BlobType, idHex: string): { pack: string; offset: number; length: number; key: Buffer } {
     const loc = this.index.get(idHex);
     if (!loc || loc.type !== type) throw new IntegrityError(`${type} blob ${idHex}`, 'not in the index: the repository is missing data (run "stowage check")');
-    const key = this.keyForBlob(type, loc.pack);
-    const sealed = await this.readBlobBytes(type, loc.pack, loc.offset, loc.length);
-    return { pack: loc.pack, key, sealed };
+    return { pack: loc.pack, offset: loc.offset, length: loc.length, key: this.keyForBlob(type, loc.pack) };
+  }
+
+  /** Raw bytes of a pack: one read for several blobs (restore). Every blob in it is still authenticated when opened. */
+  async readPackRange(pack: string, offset: number, length: number): Promise<Buffer> {
+    return await this.backend.load({ type: 'data', name: pack }, { offset, length });
+  }
+
+  /** True when reads go over a network: callers then read in fewer, larger requests. */
+  get remote(): boolean {
+    return !this.backend.isLocal;
   }
 
   openAndVerify(type: BlobType, idHex: string, pack: string, key: Uint8Array, sealed: Uint8Array): Buffer {
