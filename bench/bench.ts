@@ -8,12 +8,14 @@
  * and its defaults (restic: zstd auto; borg: lz4, repokey-blake2). Wall time
  * and peak RSS come from getrusage of the child (through python3, which the
  * dataset generator needs anyway). Options: --size-mib N (1024), --work DIR
- * (.bench), --keep, --no-server (skip the run through `stowage serve` on loopback).
+ * (.bench), --keep, --no-server (skip the run through `stowage serve` on loopback),
+ * --rtt-ms N (add N ms of round trip between client and server, as a WAN would).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startLatencyProxy } from './latency-proxy.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -22,6 +24,8 @@ const opt = (name: string, def: string): string => {
   return i >= 0 ? args[i + 1]! : def;
 };
 const sizeMib = Number(opt('--size-mib', '1024'));
+/** Round-trip time added between client and server (through a delaying proxy). */
+const rttMs = Number(opt('--rtt-ms', '0'));
 const work = path.resolve(opt('--work', path.join(root, '.bench')));
 const gen = [process.env['STOWAGE_GEN_DATASET'], path.resolve(root, '../shared/gen-dataset.py')].find((p) => p && fs.existsSync(p));
 if (!gen) throw new Error('gen-dataset.py not found: set STOWAGE_GEN_DATASET');
@@ -121,7 +125,8 @@ async function serverTool(): Promise<Tool> {
   const added = execFileSync(stowage, ['serve', '--data', dataDir, 'token', 'add', '--repo', 'bench', '--role', 'append', '--json'], { env, encoding: 'utf8' });
   const token = (JSON.parse(added.trim().split('\n').at(-1)!) as { token: string }).token;
   const toolEnv = { STOWAGE_TOKEN: token, STOWAGE_SERVER_FINGERPRINT: fingerprint, STOWAGE_CACHE_DIR: path.join(work, 'stowage-server-cache') };
-  const url = `https://127.0.0.1:${port}/bench`;
+  const clientPort = rttMs > 0 ? (await startLatencyProxy(port, rttMs / 2)).port : port;
+  const url = `https://127.0.0.1:${clientPort}/bench`;
   return {
     name: 'stowage-server',
     storage: path.join(dataDir, 'repos', 'bench'),
@@ -189,7 +194,7 @@ for (const [name, r] of Object.entries(results)) {
 const s = results['stowage']!;
 const viaServer = results['stowage-server'];
 if (viaServer) {
-  console.log('\nThrough the server on loopback (local / server time; that is, server throughput as a share of local):');
+  console.log(`\nThrough the server on loopback${rttMs > 0 ? ` with ${rttMs} ms added round trip` : ''} (local / server time; that is, server throughput as a share of local):`);
   console.log(`  initial backup: ${(s['initial']! / viaServer['initial']!).toFixed(2)} (goal >= 0.9)`);
   console.log(`  incremental backup: ${(s['incremental']! / viaServer['incremental']!).toFixed(2)}`);
   console.log(`  restore: ${(s['restore']! / viaServer['restore']!).toFixed(2)}`);

@@ -249,7 +249,9 @@ export class SealPool {
     try {
       const seq = ++this.seq;
       const opened = this.wait<Buffer | 'decrypt' | 'id'>(seq);
-      w.open.push({ seq, type, id, key, sealed: ownBuffer(sealed) });
+      // id and key are often views into a larger buffer (Node's 8 KiB pool):
+      // structured clone would copy that whole buffer, so send small copies.
+      w.open.push({ seq, type, id: standalone(id), key: standalone(key), sealed: ownBuffer(sealed) });
       this.schedule(w, n);
       return await opened;
     } finally {
@@ -275,3 +277,9 @@ function transferableView(b: Uint8Array): { data: ArrayBuffer; length: number } 
   return { data: ownBuffer(b), length: b.byteLength };
 }
 
+/** A copy with its own small ArrayBuffer. */
+function standalone(b: Uint8Array): Buffer {
+  const c = Buffer.allocUnsafeSlow(b.length);
+  c.set(b);
+  return c;
+}
