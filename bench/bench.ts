@@ -15,7 +15,6 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startLatencyProxy } from './latency-proxy.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -103,6 +102,13 @@ if (have('borg')) {
   });
 }
 
+/** Starts bench/latency-proxy.ts in front of the server; returns the port to connect to. */
+async function startLatencyProxy(targetPort: number, oneWayMs: number): Promise<number> {
+  const child = spawn(process.execPath, [path.join(root, 'bench/latency-proxy.ts'), String(targetPort), String(oneWayMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  process.on('exit', () => child.kill());
+  return await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+}
+
 /** stowage through `stowage serve` on loopback: same machine, same disk, real TLS. */
 async function serverTool(): Promise<Tool> {
   const dataDir = path.join(work, 'server');
@@ -125,7 +131,7 @@ async function serverTool(): Promise<Tool> {
   const added = execFileSync(stowage, ['serve', '--data', dataDir, 'token', 'add', '--repo', 'bench', '--role', 'append', '--json'], { env, encoding: 'utf8' });
   const token = (JSON.parse(added.trim().split('\n').at(-1)!) as { token: string }).token;
   const toolEnv = { STOWAGE_TOKEN: token, STOWAGE_SERVER_FINGERPRINT: fingerprint, STOWAGE_CACHE_DIR: path.join(work, 'stowage-server-cache') };
-  const clientPort = rttMs > 0 ? (await startLatencyProxy(port, rttMs / 2)).port : port;
+  const clientPort = rttMs > 0 ? await startLatencyProxy(port, rttMs / 2) : port;
   const url = `https://127.0.0.1:${clientPort}/bench`;
   return {
     name: 'stowage-server',

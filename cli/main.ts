@@ -93,6 +93,48 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .option('--remove-all', 'remove all locks, not only stale ones')
     .action((o, c) => run(() => import('./commands/unlock.ts') as never, [o, c]));
 
+  const keepOptions = (c: Command): Command =>
+    c
+      .option('--keep-last <n>', 'keep the n newest snapshots')
+      .option('--keep-hourly <n>', 'keep the newest snapshot of each of the last n hours that have one')
+      .option('--keep-daily <n>', 'keep the newest of each of the last n days (UTC)')
+      .option('--keep-weekly <n>', 'keep the newest of each of the last n ISO weeks')
+      .option('--keep-monthly <n>', 'keep the newest of each of the last n months')
+      .option('--keep-yearly <n>', 'keep the newest of each of the last n years')
+      .option('--keep-within <duration>', "keep every snapshot this much younger than the group's newest (e.g. 90d)")
+      .option('--keep-tag <tag>', 'keep every snapshot with this tag (repeatable)', collect, [])
+      .option('--group-by <fields>', 'group by these of host,paths,tags ("" for one group)', 'host,paths');
+
+  keepOptions(cmd('forget', 'remove snapshots by ID or by a retention policy'))
+    .argument('[snapshot...]', 'snapshot IDs to remove (instead of a policy)')
+    .option('--host <host>', 'only snapshots of this host (repeatable)', collect, [])
+    .option('--tag <tags>', 'only snapshots with these tags (repeatable)', collect, [])
+    .option('--path <path>', 'only snapshots of this path (repeatable)', collect, [])
+    .option('-n, --dry-run', 'show what would be kept and why, and remove nothing')
+    .option('--prune', 'then prune the data only the removed snapshots used')
+    .option('--max-unused <share>', 'with --prune: repack a pack when more than this share is unused', '10%')
+    .action((ids, o, c) => run(() => import('./commands/forget.ts') as never, [ids, o, c]));
+
+  cmd('prune', 'delete data that no snapshot references (needs an admin token on a server)')
+    .option('--max-unused <share>', 'repack a pack when more than this share of it is unused', '10%')
+    .option('-n, --dry-run', 'show what would be deleted and delete nothing')
+    .option('--wait <duration>', 'wait this long for running backups to finish (default: refuse at once)')
+    .action((o, c) => run(() => import('./commands/prune.ts') as never, [o, c]));
+
+  cmd('check', 'verify the repository: structure, and with --read-data every byte')
+    .option('--read-data', 'read, decrypt and verify every pack')
+    .option('--read-data-subset <subset>', 'read a share (N%) or a slice (n/m) of the packs')
+    .action((o, c) => run(() => import('./commands/check.ts') as never, [o, c]));
+
+  cmd('repair', 'rebuild a damaged part of the repository')
+    .argument('<what>', 'index: rebuild the index from the pack headers')
+    .action((w, _o, c) => run(() => import('./commands/repair.ts') as never, [w, c]));
+
+  cmd('diff', 'show what changed between two snapshots')
+    .argument('<from>', 'snapshot ID, prefix or "latest"')
+    .argument('<to>', 'snapshot ID, prefix or "latest"')
+    .action((a, b, _o, c) => run(() => import('./commands/diff.ts') as never, [a, b, c]));
+
   const serve = cmd('serve', 'run the TLS-only backup server (holds no key), or manage its tokens and quotas')
     .option('--data <dir>', 'server data directory (default: $STOWAGE_SERVER_DATA or /var/lib/stowage)')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8443')
@@ -120,6 +162,11 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .description('revoke a token by its id')
     .argument('<id>', 'token id (the hex after "stw_")')
     .action((id, o, c) => run(() => import('./commands/serve-admin.ts').then((m) => ({ run: m.tokenRevoke })) as never, [id, o, c]));
+  serve
+    .command('scrub')
+    .description('re-hash every stored object against its name (no key needed); exits 13 if any is damaged')
+    .addHelpText('after', '\n--repo NAME limits it to one repository.')
+    .action((o, c) => run(() => import('./commands/serve-admin.ts').then((m) => ({ run: m.scrub })) as never, [o, c]));
   serve
     .command('quota')
     .description('set or clear the quota of a repository')

@@ -14,6 +14,7 @@ import { ObjectCache } from './cache.ts';
 import { type Argon2Params, type RepositoryKeys, blobId, initCrypto, keysFromMaster, openContentKey, randomKey, sealContentKey, sha256Hex } from './crypto.ts';
 import { type BlobType, type SealedObjectType, openBlob, openObject, sealBlobParts, sealObject } from './envelope.ts';
 import {
+  ForbiddenError,
   FormatError,
   IntegrityError,
   ObjectNotFoundError,
@@ -174,6 +175,83 @@ export class Repository {
       for (const p of c.packs) this.index.addPack(p);
     }
     await this.cache?.retainOnly('index', new Set(names));
+  }
+
+  /**
+   * Loads index objects one by one, reporting each that cannot be read
+   * instead of stopping (check); returns the names that loaded.
+   */
+  async loadIndexTolerant(problem: (object: string, message: string) => void): Promise<string[]> {
+    const names = (await this.listObjects('index')).map((o) => o.name);
+    const loaded: { name: string; c: ReturnType<typeof decodeIndex> }[] = [];
+    await mapLimit(names, 8, async (name) => {
+      try {
+        loaded.push({ name, c: decodeIndex(await this.loadObject('index', 'index', name), `index/${name}`) });
+      } catch (e) {
+        if (!isStowageError(e)) throw e;
+        problem(`index/${name}`, e.message);
+      }
+    });
+    const superseded = new Set(loaded.flatMap((l) => l.c.supersedes));
+    for (const { name, c } of loaded) if (!superseded.has(name)) for (const p of c.packs) this.index.addPack(p);
+    return loaded.map((l) => l.name);
+  }
+
+  /**
+   * Replaces every index object with one describing exactly `packs` (prune,
+   * repair). Crash-safe: the new objects are written first and name no
+   * predecessor; a last, empty one supersedes the old ones, which are only
+   * then deleted (best effort: a server may refuse deletion to an append
+   * token, and superseded objects are ignored anyway).
+   */
+  async replaceIndex(packs: readonly PackInfo[], old: readonly string[]): Promise<{ written: number; removed: number }> {
+    const PACKS_PER_OBJECT = 4096;
+    let written = 0;
+    for (let i = 0; i < packs.length; i += PACKS_PER_OBJECT) {
+      await this.saveObject('index', 'index', encodeIndex({ supersedes: [], packs: packs.slice(i, i + PACKS_PER_OBJECT) }));
+      written++;
+    }
+    if (old.length > 0) {
+      await this.saveObject('index', 'index', encodeIndex({ supersedes: [...old], packs: [] }));
+      written++;
+    }
+    let removed = 0;
+    for (const name of old) {
+      try {
+        await this.backend.remove({ type: 'index', name });
+        removed++;
+      } catch (e) {
+        // An append-only credential may not delete; superseded objects are ignored anyway.
+        if (!(e instanceof ForbiddenError)) throw e;
+      }
+    }
+    return { written, removed };
+  }
+
+  /**
+   * Writes already sealed blobs into new packs with the given key slot (the
+   * slot travels with the blobs: a write-only host's pack keeps its sealed
+   * content key). Used by prune to repack; the caller indexes the result.
+   */
+  async writePacks(blobs: readonly SealedBlob[], slot: KeySlot): Promise<PackInfo[]> {
+    const out: PackInfo[] = [];
+    let batch: SealedBlob[] = [];
+    let bytes = 0;
+    const ship = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      const pack = buildPack(batch, this.keys.metaKey, slot);
+      batch = [];
+      bytes = 0;
+      await this.backend.save({ type: 'data', name: pack.name }, pack.parts);
+      out.push({ id: pack.name, size: pack.size, keySlot: pack.keySlot, blobs: pack.entries });
+    };
+    for (const b of blobs) {
+      batch.push(b);
+      bytes += b.length;
+      if (bytes >= this.config.packSize) await ship();
+    }
+    await ship();
+    return out;
   }
 
   /**

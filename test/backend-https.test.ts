@@ -8,6 +8,7 @@ import * as tls from 'node:tls';
 import { openHttpsBackend } from '../core/backends/https.ts';
 import { ForbiddenError, ObjectExistsError, ServerIdentityError } from '../core/errors.ts';
 import { backendSuite } from './helpers/backend-suite.ts';
+import { stowage, testEnv } from './helpers/cli.ts';
 import { logLines, startTestServer, type TestServer } from './helpers/server.ts';
 import { tempDir } from './helpers/tmp.ts';
 
@@ -229,3 +230,23 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   for await (const x of it) out.push(x);
   return out;
 }
+
+test('serve scrub re-hashes stored objects without a key and names the damaged one', async (t) => {
+  const server = await startTestServer(t);
+  const be = await server.backend('web', 'append');
+  await be.create();
+  const objects = [randomBytes(5000), randomBytes(7000)];
+  for (const o of objects) await be.save({ type: 'data', name: sha(o) }, o);
+  const env = testEnv();
+  const clean = await stowage(['serve', '--data', server.dataDir, '--json', 'scrub'], env);
+  t.is(clean.code, 0, clean.stderr);
+  t.is(JSON.parse(clean.stdout.trim()).objects, 2);
+  const victim = sha(objects[1]!);
+  const file = path.join(server.dataDir, 'repos', 'web', 'data', victim.slice(0, 2), victim);
+  const bytes = fs.readFileSync(file);
+  bytes[1234]! ^= 1;
+  fs.writeFileSync(file, bytes);
+  const rot = await stowage(['serve', '--data', server.dataDir, 'scrub'], env);
+  t.is(rot.code, 13);
+  t.regex(rot.stdout, new RegExp(`damaged: web: data/${victim}`));
+});

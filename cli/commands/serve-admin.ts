@@ -5,7 +5,10 @@
  */
 import { UsageError } from '../../core/errors.ts';
 import { parseSize } from '../../core/units.ts';
-import { stateDirOf } from '../../server/server.ts';
+import { FsStore } from '../../server/fs-store.ts';
+import { listRepos, scrub as scrubStore } from '../../server/scrub.ts';
+import { stateDirOf, storeDirOf } from '../../server/server.ts';
+import { EXIT } from '../exit-codes.ts';
 import { RepoSettings } from '../../server/settings.ts';
 import { isValidRepoName } from '../../server/store.ts';
 import { type Role, ROLES, TokenStore } from '../../server/tokens.ts';
@@ -61,4 +64,16 @@ export async function quota(ctx: Context, size: string): Promise<number> {
   await new RepoSettings(stateDirOf(dataDir(ctx))).setQuota(repo, bytes);
   ctx.out.result({ repo, quotaBytes: bytes }, () => (bytes === null ? `repository ${repo} has no quota` : `repository ${repo}: quota ${bytes} bytes`));
   return 0;
+}
+
+/** `stowage serve scrub [--repo NAME]`: re-hashes stored objects; exits 13 when any is damaged. */
+export async function scrub(ctx: Context): Promise<number> {
+  const root = storeDirOf(dataDir(ctx));
+  const store = new FsStore(root);
+  const repos = ctx.global.repo ? [repoName(ctx)] : await listRepos(root);
+  const r = await scrubStore(store, repos);
+  ctx.out.result(r, () =>
+    [...r.findings.map((f) => `damaged: ${f.repo}: ${f.object}: ${f.problem}`), `scrubbed ${r.objects} objects (${r.bytes} bytes) in ${repos.length} repositories: ${r.findings.length} damaged`].join('\n'),
+  );
+  return r.findings.length === 0 ? 0 : EXIT.INTEGRITY;
 }

@@ -12,7 +12,7 @@ import { tempDir } from './tmp.ts';
 
 export const PASSWORD = 'correct horse battery staple';
 
-export async function newRepo(t: ExecutionContext, opts: { writeOnlyHosts?: boolean } = {}): Promise<{ repo: Repository; dir: string }> {
+export async function newRepo(t: ExecutionContext, opts: { writeOnlyHosts?: boolean; packSize?: number } = {}): Promise<{ repo: Repository; dir: string }> {
   const dir = path.join(await tempDir(t), 'repo');
   const repo = await Repository.init(new LocalBackend(dir), PASSWORD, { argon2: INSECURE_TEST_ARGON2, cacheRoot: null, ...opts });
   return { repo, dir };
