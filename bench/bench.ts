@@ -9,7 +9,8 @@
  * and peak RSS come from getrusage of the child (through python3, which the
  * dataset generator needs anyway). Options: --size-mib N (1024), --work DIR
  * (.bench), --keep, --no-server (skip the run through `stowage serve` on loopback),
- * --rtt-ms N (add N ms of round trip between client and server, as a WAN would).
+ * --rtt-ms N (add N ms of round trip between client and server, as a WAN would),
+ * --no-lifecycle (skip timing prune of 50 % garbage and check --read-data).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -187,6 +188,53 @@ for (const t of tools) {
 }
 void original;
 
+// Lifecycle: the same amount of other data, backed up then forgotten, leaves 50 % garbage to prune.
+interface Lifecycle {
+  prune: number;
+  before: number;
+  after: number;
+  check: number;
+  checked: number;
+}
+const lifecycle: Record<string, Lifecycle> = {};
+if (!args.includes('--no-lifecycle')) {
+  const other = path.join(work, 'other');
+  fs.rmSync(other, { recursive: true, force: true });
+  execFileSync('python3', [gen, '--out', other, '--size-mib', String(sizeMib), '--seed', '2'], { stdio: 'ignore' });
+  const ops: Record<string, { forget(repo: string): void; prune(repo: string): string[]; check(repo: string): string[] }> = {
+    stowage: {
+      forget: (repo) => {
+        const snaps = JSON.parse(execFileSync(stowage, ['-r', repo, '--json', 'snapshots', '--path', other], { env, encoding: 'utf8' })) as { id: string }[];
+        execFileSync(stowage, ['-r', repo, 'forget', snaps[0]!.id], { env, stdio: 'ignore' });
+      },
+      prune: (repo) => [stowage, '-r', repo, 'prune'],
+      check: (repo) => [stowage, '-r', repo, 'check', '--read-data'],
+    },
+    restic: {
+      forget: (repo) => {
+        const snaps = JSON.parse(execFileSync('restic', ['-r', repo, 'snapshots', '--json', '--path', other], { env, encoding: 'utf8' })) as { id: string }[];
+        execFileSync('restic', ['-r', repo, 'forget', snaps[0]!.id, '-q'], { env, stdio: 'ignore' });
+      },
+      prune: (repo) => ['restic', '-r', repo, 'prune', '-q'],
+      check: (repo) => ['restic', '-r', repo, 'check', '--read-data', '-q'],
+    },
+  };
+  for (const t of tools) {
+    const op = ops[t.name];
+    if (!op) continue;
+    const repo = path.join(work, `${t.name}-repo`);
+    measure(t.backup(repo, other), t.env);
+    op.forget(repo);
+    const before = du(repo);
+    const pr = measure(op.prune(repo), t.env);
+    const after = du(repo);
+    const ck = measure(op.check(repo), t.env);
+    lifecycle[t.name] = { prune: pr.seconds, before, after, check: ck.seconds, checked: after };
+    console.log(`${t.name}: prune ${pr.seconds.toFixed(2)} s (${(before / 2 ** 20).toFixed(0)} → ${(after / 2 ** 20).toFixed(0)} MiB), check --read-data ${ck.seconds.toFixed(2)} s`);
+  }
+  fs.rmSync(other, { recursive: true, force: true });
+}
+
 const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
 const rate = (s: number): string => `${((sizeMib / s)).toFixed(0)} MiB/s`;
 console.log(`\nDataset: ${sizeMib} MiB from gen-dataset.py (seed 1), then --mutate. Times are wall seconds of one run.\n`);
@@ -220,7 +268,17 @@ if (others.length > 0) {
   const b = results['borg'];
   if (b) console.log(`  growth after --mutate vs borg: ${(s['growth']! / b['growth']!).toFixed(2)}`);
 }
-fs.writeFileSync(path.join(work, 'results.json'), JSON.stringify({ sizeMib, results }, null, 2));
+if (Object.keys(lifecycle).length > 0) {
+  console.log('\nLifecycle (a second dataset of the same size backed up, then forgotten: 50 % garbage):');
+  console.log('tool | prune | repository before → after | check --read-data | read rate');
+  for (const [name, l] of Object.entries(lifecycle)) {
+    console.log([name, `${l.prune.toFixed(2)} s`, `${mib(l.before)} → ${mib(l.after)}`, `${l.check.toFixed(2)} s`, `${(l.checked / 2 ** 20 / l.check).toFixed(0)} MiB/s`].join(' | '));
+  }
+  const sl = lifecycle['stowage'];
+  const rl = lifecycle['restic'];
+  if (sl && rl) console.log(`  prune vs restic: ${(sl.prune / rl.prune).toFixed(2)}; check --read-data vs restic: ${(sl.check / rl.check).toFixed(2)}`);
+}
+fs.writeFileSync(path.join(work, 'results.json'), JSON.stringify({ sizeMib, rttMs, results, lifecycle }, null, 2));
 if (!args.includes('--keep')) {
   for (const t of tools) fs.rmSync(t.storage ?? path.join(work, `${t.name}-repo`), { recursive: true, force: true });
   fs.rmSync(data, { recursive: true, force: true });
