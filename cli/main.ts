@@ -50,8 +50,12 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .option('--write-only-hosts', 'allow write-only host keys (they can back up but not read old contents)')
     .action((o, c) => run(() => import('./commands/init.ts') as never, [o, c]));
 
-  cmd('backup', 'back up paths into a new snapshot')
-    .argument('<path...>', 'files or directories')
+  cmd('backup', 'back up paths, or the containers of a Docker host, into a new snapshot')
+    .argument('[path...]', 'files or directories')
+    .option('--containers <names...>', 'back up these containers ("all" for every one) with their volumes and specs')
+    .option('--label <key=value>', 'back up the containers with this label (repeatable: all must match)', collect, [])
+    .option('--compose-project <name>', 'back up the containers of this compose project')
+    .option('--volume-mode <mode>', 'read volumes through the Docker API ("api"), from disk ("direct"), or direct when readable ("auto")', 'auto')
     .option('--tag <tag>', 'tag the snapshot (repeatable)', collect, [])
     .option('--host <name>', 'host name to record (default: this host)')
     .option('--parent <snapshot>', 'compare against this snapshot ("none" to read every file)')

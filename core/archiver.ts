@@ -71,6 +71,8 @@ export interface ArchiveStats {
 
 export interface ArchiveResult {
   readonly tree: string;
+  /** The node of each backed-up path, by its absolute path (a container backup places them elsewhere). */
+  readonly sources: ReadonlyMap<string, TreeNode>;
   readonly stats: ArchiveStats;
   readonly errors: readonly ArchiveError[];
 }
@@ -99,6 +101,7 @@ export class Archiver {
   private readonly readBuffers: Buffer[] = [];
   private readonly hardlinks = new Map<string, Promise<string[]>>();
   private xattrs: XattrMap = new Map();
+  private readonly sourceNodes = new Map<string, TreeNode>();
   private names: IdNames = { users: new Map(), groups: new Map() };
 
   constructor(opts: ArchiveOptions) {
@@ -128,7 +131,7 @@ export class Archiver {
     const tree = root.target ? await this.saveDirContents(Buffer.from('/'), '', parentRoot) : await this.saveTrie(root, '', parentRoot);
     await scan;
     this.progress.update(this.counters);
-    return { tree, stats: this.stats, errors: this.errors };
+    return { tree, sources: this.sourceNodes, stats: this.stats, errors: this.errors };
   }
 
   private async loadXattrs(sources: readonly string[]): Promise<void> {
@@ -197,7 +200,10 @@ export class Archiver {
       const pnode = parent?.get(Buffer.from(name).toString('latin1'));
       if (child.target) {
         const n = await this.saveEntry(Buffer.from(childPath), childPath, Buffer.from(name), pnode);
-        if (n) nodes.push(n);
+        if (n) {
+          nodes.push(n);
+          this.sourceNodes.set(childPath, n);
+        }
         continue;
       }
       let st: BigIntStats;

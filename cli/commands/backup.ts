@@ -14,6 +14,10 @@ export interface BackupCommandOptions {
   readonly parent?: string;
   readonly exclude?: string[];
   readonly excludeFile?: string[];
+  readonly containers?: string[];
+  readonly label?: string[];
+  readonly composeProject?: string;
+  readonly volumeMode?: string;
 }
 
 /**
@@ -34,7 +38,13 @@ export async function compileExcludes(patterns: readonly string[], files: readon
 }
 
 export async function run(ctx: Context, paths: string[], opts: BackupCommandOptions): Promise<number> {
-  if (paths.length === 0) throw new UsageError('backup needs at least one PATH');
+  const containerMode = !!opts.containers?.length || !!opts.label?.length || opts.composeProject !== undefined;
+  if (containerMode) {
+    if (paths.length > 0) throw new UsageError('back up paths or containers, not both in one snapshot');
+    const { runContainers } = await import('./backup-containers.ts');
+    return await runContainers(ctx, opts);
+  }
+  if (paths.length === 0) throw new UsageError('backup needs at least one PATH, or --containers, --label or --compose-project');
   const repo = await openRepository(ctx);
   const progress = ctx.out.progress('backup');
   try {
