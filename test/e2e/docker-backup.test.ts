@@ -10,7 +10,7 @@ import type { DockerState } from '../../core/docker/state.ts';
 import { stowage, testEnv } from '../helpers/cli.ts';
 import { type Daemon, importBusybox, requireDocker, startDaemon } from '../helpers/docker.ts';
 import { compareTrees } from '../helpers/tree-compare.ts';
-import { freePort } from '../helpers/server.ts';
+import { freePort, startTestServer } from '../helpers/server.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 interface App {
@@ -154,3 +154,107 @@ for (const mode of ['api', 'direct'] as const) {
     t.is(fs.statSync(path.join(target, 'private')).mode & 0o777, 0o700);
   });
 }
+
+/** A daemon with one container "worker" writing into volume "work", labelled as given. */
+async function startWorker(t: ExecutionContext, labels: Record<string, string>): Promise<App & { startedAt(): Promise<string> }> {
+  const d = await startDaemon(t);
+  const work = await tempDir(t);
+  await importBusybox(d, 'test/app:1', ['CMD ["sleep","3600"]']);
+  await d.docker(
+    'run', '-d', '--name', 'worker', '-v', 'work:/data',
+    ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+    // Exits on SIGTERM (within a second), as a well-behaved service does: docker stop need not wait for its kill.
+    'test/app:1', 'sh', '-c', 'echo state > /data/state; trap "exit 0" TERM; while :; do sleep 1; done',
+  );
+  const repo = path.join(work, 'repo');
+  const env = testEnv({ DOCKER_HOST: d.host, STOWAGE_CACHE_DIR: path.join(work, 'cache') });
+  t.is((await stowage(['-r', repo, 'init'], env)).code, 0);
+  const startedAt = async (): Promise<string> => (await d.docker('inspect', '-f', '{{.State.Running}} {{.State.StartedAt}}', 'worker')).trim();
+  return { d, work, env, repo, bindDir: '', ports: [0, 0], startedAt };
+}
+
+test('stowage.stop: the container is stopped for its read and running again after; pre and post run around the read', async (t) => {
+  if (!requireDocker(t)) return;
+  const app = await startWorker(t, {
+    'stowage.stop': 'true',
+    'stowage.pre': 'echo pre >> /data/hooks.log',
+    'stowage.post': 'echo post >> /data/hooks.log',
+  });
+  const before = await app.startedAt();
+  const r = await stowage(['-r', app.repo, 'backup', '--containers', 'worker', '--volume-mode', 'api'], app.env);
+  t.is(r.code, 0, r.stderr + r.stdout);
+  const after = await app.startedAt();
+  t.true(after.startsWith('true '), `running again: ${after}`);
+  t.not(after, before, 'it was stopped and started');
+  const target = path.join(app.work, 'out');
+  t.is((await stowage(['-r', app.repo, 'restore', 'latest', '--path', '/volumes/work', '--target', target], app.env)).code, 0);
+  t.is(fs.readFileSync(path.join(target, 'hooks.log'), 'utf8'), 'pre\n', 'pre ran before the read, post after it');
+  t.is((await app.d.docker('exec', 'worker', 'cat', '/data/hooks.log')).trim(), 'pre\npost');
+});
+
+test('stowage.stop: the container is started again when the backup fails in the middle', async (t) => {
+  if (!requireDocker(t)) return;
+  const app = await startWorker(t, { 'stowage.stop': 'true' });
+  await app.d.docker('exec', 'worker', 'sh', '-c', 'dd if=/dev/urandom of=/data/big bs=1M count=24 2>/dev/null');
+  // A real server whose quota runs out during the upload.
+  const server = await startTestServer(t);
+  const url = `${server.url}/w`;
+  const env = { ...app.env, STOWAGE_TOKEN: await server.token('w', 'append'), STOWAGE_SERVER_FINGERPRINT: server.fingerprint, STOWAGE_CONFIG_DIR: path.join(app.work, 'cfg') };
+  t.is((await stowage(['-r', url, 'init'], env)).code, 0);
+  await server.setQuota('w', 8 << 20);
+  const r = await stowage(['-r', url, 'backup', '--containers', 'worker', '--volume-mode', 'api'], env);
+  t.is(r.code, 15, r.stderr);
+  t.regex(r.stderr, /quota/);
+  t.true((await app.startedAt()).startsWith('true '), 'running again after the failed backup');
+});
+
+test('a failing pre command leaves that container out, or with on-error=continue backs it up anyway; both are partial', async (t) => {
+  if (!requireDocker(t)) return;
+  const strict = await startWorker(t, { 'stowage.pre': 'echo dump failed >&2; exit 4' });
+  const r1 = await stowage(['-r', strict.repo, '--json', 'backup', '--containers', 'worker', '--volume-mode', 'api'], strict.env);
+  t.is(r1.code, 3, r1.stderr);
+  const s1 = JSON.parse(r1.stdout.trim().split('\n').at(-1)!);
+  t.regex(s1.errors[0].message, /pre command of worker failed \(exited with 4: dump failed\); its data was not backed up/);
+  t.is((await stowage(['-r', strict.repo, 'ls', 'latest', '/volumes'], strict.env)).code, 2, 'no volume data in the snapshot');
+
+  const lenient = await startWorker(t, { 'stowage.pre': 'exit 4', 'stowage.pre.on-error': 'continue' });
+  const r2 = await stowage(['-r', lenient.repo, 'backup', '--containers', 'worker', '--volume-mode', 'api'], lenient.env);
+  t.is(r2.code, 3);
+  t.regex((await stowage(['-r', lenient.repo, 'ls', 'latest', '/volumes/work'], lenient.env)).stdout, /state/);
+});
+
+test('a second night with one changed file adds little; an unreachable daemon and an unknown container are clear errors', async (t) => {
+  if (!requireDocker(t)) return;
+  const app = await startWorker(t, {});
+  await app.d.docker('exec', 'worker', 'sh', '-c', 'dd if=/dev/urandom of=/data/big bs=1M count=20 2>/dev/null');
+  const first = await stowage(['-r', app.repo, '--json', 'backup', '--containers', 'all'], app.env);
+  t.is(first.code, 0, first.stderr);
+  await app.d.docker('exec', 'worker', 'sh', '-c', 'echo changed > /data/state');
+  for (const mode of ['direct', 'api']) {
+    const second = await stowage(['-r', app.repo, '--json', 'backup', '--containers', 'all', '--volume-mode', mode], app.env);
+    t.is(second.code, 0, second.stderr);
+    const added = JSON.parse(second.stdout.trim().split('\n').at(-1)!).stats.bytesUploaded as number;
+    t.log(`second night (${mode} mode): ${added} bytes uploaded`);
+    t.true(added < 64 * 1024, `${mode}: ${added} bytes`);
+  }
+  const gone = await stowage(['-r', app.repo, 'backup', '--containers', 'nosuch'], app.env);
+  t.is(gone.code, 2);
+  t.regex(gone.stderr, /no container named nosuch/);
+  const down = await stowage(['-r', app.repo, 'backup', '--containers', 'all'], { ...app.env, DOCKER_HOST: `unix://${app.work}/none.sock` });
+  t.is(down.code, 17);
+  t.regex(down.stderr, /cannot reach the Docker Engine at unix:\/\/.*none\.sock/);
+});
+
+test('a container removed during the backup makes the snapshot partial and says what is missing', async (t) => {
+  if (!requireDocker(t)) return;
+  const app = await startWorker(t, {});
+  // "a-slow" is read first; its pre command gives the test time to remove "worker".
+  await app.d.docker('run', '-d', '--name', 'a-slow', '-v', 'slow:/data', '--label', 'stowage.pre=sleep 3', 'test/app:1');
+  const run = stowage(['-r', app.repo, '--json', 'backup', '--containers', 'all', '--volume-mode', 'api'], app.env);
+  await new Promise((r) => setTimeout(r, 1500));
+  await app.d.docker('rm', '-f', 'worker');
+  const r = await run;
+  t.is(r.code, 3, r.stderr);
+  const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  t.true(summary.errors.some((e: { path: string; message: string }) => e.path === '/volumes/work' && /worker was removed during the backup/.test(e.message)), JSON.stringify(summary.errors));
+});
