@@ -55,6 +55,7 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .option('--containers <names...>', 'back up these containers ("all" for every one) with their volumes and specs')
     .option('--label <key=value>', 'back up the containers with this label (repeatable: all must match)', collect, [])
     .option('--compose-project <name>', 'back up the containers of this compose project')
+    .option('--images', 'store every image (docker save); images no registry knows (no repo digest) are always stored')
     .option('--volume-mode <mode>', 'read volumes through the Docker API ("api"), from disk ("direct"), or direct when readable ("auto")', 'auto')
     .option('--tag <tag>', 'tag the snapshot (repeatable)', collect, [])
     .option('--host <name>', 'host name to record (default: this host)')
@@ -76,10 +77,20 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .option('-l, --long', 'show mode, owner, size and time')
     .action((s, p, o, c) => run(() => import('./commands/ls.ts') as never, [s, p, o, c]));
 
-  cmd('restore', 'restore files from a snapshot')
+  cmd('restore', "restore files, a volume's data, or a whole Docker host's containers from a snapshot")
     .argument('<snapshot>', 'ID, unique prefix, or "latest"')
     .option('-t, --target <dir>', 'directory to restore into')
     .option('--path <path>', 'restore only this file or directory of the snapshot')
+    .option('--volume <name>', "a container snapshot's volume (as --path /volumes/NAME)")
+    .option('--into-volume <name>', 'put the data of --volume into this existing volume on DOCKER_HOST')
+    .option('--to-host', 'rebuild the containers of a container snapshot on the Docker Engine at DOCKER_HOST')
+    .option('--only <names...>', 'with --to-host: only these containers')
+    .option('-n, --dry-run', 'with --to-host: print the plan and change nothing')
+    .option('--on-conflict <policy>', 'with --to-host: fail, skip or replace objects of the same name', 'fail')
+    .option('--map-port <old=new>', 'with --to-host: publish on another host port (repeatable)', collect, [])
+    .option('--map-bind <old=new>', 'with --to-host: bind mounts from another host path (repeatable)', collect, [])
+    .option('--binds', "with --to-host: also restore bind mounts' data to their (mapped) host paths")
+    .option('--health-timeout <duration>', 'with --to-host: how long to wait for a container to be healthy', '120s')
     .action((s, o, c) => run(() => import('./commands/restore.ts') as never, [s, o, c]));
 
   cmd('cat', 'print a repository object, decrypted')

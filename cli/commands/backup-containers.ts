@@ -25,6 +25,7 @@ export async function runContainers(ctx: Context, opts: BackupCommandOptions): P
         ...(opts.composeProject !== undefined ? { composeProject: opts.composeProject } : {}),
       },
       volumeMode: mode,
+      images: opts.images ?? false,
       tags: opts.tag ?? [],
       ...(opts.host ? { host: opts.host } : {}),
       progress,

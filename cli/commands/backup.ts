@@ -18,6 +18,7 @@ export interface BackupCommandOptions {
   readonly label?: string[];
   readonly composeProject?: string;
   readonly volumeMode?: string;
+  readonly images?: boolean;
 }
 
 /**

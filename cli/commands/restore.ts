@@ -7,14 +7,19 @@ import { restoreFiles } from '../../restore/file-restorer.ts';
 import { EXIT } from '../exit-codes.ts';
 import { type Context, openRepository } from '../context.ts';
 import { formatBytes } from '../output.ts';
+import { type HostRestoreCommandOptions, runHostRestore, runIntoVolume } from './restore-host.ts';
 
-export interface RestoreOptions {
+export interface RestoreOptions extends HostRestoreCommandOptions {
   readonly target?: string;
   readonly path?: string;
+  readonly toHost?: boolean;
 }
 
 export async function run(ctx: Context, snapshotRef: string, opts: RestoreOptions): Promise<number> {
-  if (!opts.target) throw new UsageError('restore needs --target DIR (where to put the files)');
+  const docker = opts.toHost || opts.intoVolume !== undefined;
+  if (opts.volume !== undefined && opts.path !== undefined) throw new UsageError('--volume NAME already names a path (/volumes/NAME); add --path inside it as --path /volumes/NAME/…');
+  const path = opts.volume !== undefined && !opts.intoVolume ? `/volumes/${opts.volume}` : opts.path;
+  if (!docker && !opts.target) throw new UsageError('restore needs --target DIR (where to put the files), --to-host, or --into-volume NAME');
   const repo = await openRepository(ctx);
   const lock = await RepositoryLock.acquire(repo, { exclusive: false, operation: 'restore' });
   const pool = new SealPool(repo.poolKeys(), null);
@@ -22,13 +27,22 @@ export async function run(ctx: Context, snapshotRef: string, opts: RestoreOption
   try {
     const [records] = await Promise.all([listSnapshots(repo), repo.loadIndex()]);
     const rec = findSnapshot(records, snapshotRef);
+    if (opts.toHost) {
+      progress.stop();
+      return await runHostRestore(ctx, repo, pool, rec, opts, ctx.out);
+    }
+    if (opts.intoVolume !== undefined) {
+      progress.stop();
+      return await runIntoVolume(ctx, repo, pool, rec, opts, ctx.out);
+    }
+    const target = opts.target!;
     const started = Date.now();
-    const r = await restoreFiles({ repo, pool, target: opts.target, ...(opts.path ? { path: opts.path } : {}), progress }, rec.snapshot.tree);
+    const r = await restoreFiles({ repo, pool, target, ...(path ? { path } : {}), progress }, rec.snapshot.tree);
     progress.stop();
     const failed = r.problems.filter((p) => p.content);
-    ctx.out.result({ snapshot: rec.id, target: opts.target, files: r.files, dirs: r.dirs, bytes: r.bytes, problems: r.problems, durationMs: Date.now() - started }, () =>
+    ctx.out.result({ snapshot: rec.id, target, files: r.files, dirs: r.dirs, bytes: r.bytes, problems: r.problems, durationMs: Date.now() - started }, () =>
       [
-        `restored snapshot ${shortId(rec.id)}${opts.path ? ` path ${opts.path}` : ''} to ${opts.target}: ${r.files} files, ${r.dirs} directories, ${formatBytes(r.bytes)}`,
+        `restored snapshot ${shortId(rec.id)}${path ? ` path ${path}` : ''} to ${target}: ${r.files} files, ${r.dirs} directories, ${formatBytes(r.bytes)}`,
         ...r.problems.map((p) => `${p.content ? 'error' : 'warning'}: ${p.path}: ${p.message}`),
       ].join('\n'),
     );

@@ -46,6 +46,8 @@ export type VolumeMode = 'auto' | 'api' | 'direct';
 export interface ContainerBackupOptions {
   readonly selection: Selection;
   readonly volumeMode?: VolumeMode;
+  /** Store every image (`docker save`); images without a repository digest are always stored. */
+  readonly images?: boolean;
   readonly tags?: readonly string[];
   readonly host?: string;
   readonly progress?: ProgressReporter;
@@ -219,6 +221,20 @@ export async function backupContainers(repo: Repository, engine: Engine, opts: C
       if (labels[LABEL.post]) await runHook(engine, c, 'post', errors);
     }
 
+    const images = await imageRefs(engine, specs, imageCache);
+    const imageTrees = new Map<string, TreeNode>();
+    for (const img of images) {
+      if (!opts.images && img.repoDigests.length > 0) continue;
+      progress.phase(`saving image ${img.tags[0] ?? img.id.slice(7, 19)}`);
+      const saved = await saveImage(repo, pool, engine, img, progress, counters);
+      if ('error' in saved) errors.push({ path: `/images/${imageDir(img.id)}`, message: saved.error });
+      else {
+        imageTrees.set(imageDir(img.id), saved.node);
+        img.path = `/images/${imageDir(img.id)}`;
+        account(saved);
+      }
+    }
+
     progress.phase('finishing');
     const volumes: VolumeSpec[] = [...volumeInfo.values()].map((v) => ({
       name: v.Name,
@@ -229,7 +245,7 @@ export async function backupContainers(repo: Repository, engine: Engine, opts: C
       ...(volumeTrees.has(v.Name) ? { path: `/volumes/${v.Name}` } : {}),
       ...(v.directRoot ? { directRoot: v.directRoot } : {}),
     }));
-    const tree = await buildRoot(repo, volumeTrees, bindTrees);
+    const tree = await buildRoot(repo, volumeTrees, bindTrees, imageTrees);
     await pool.flush();
     await repo.flush();
     const state: DockerState = {
@@ -238,7 +254,7 @@ export async function backupContainers(repo: Repository, engine: Engine, opts: C
       containers: specs,
       networks,
       volumes,
-      images: await imageRefs(engine, specs, imageCache),
+      images,
       binds,
     };
     const sources: SnapshotSource[] = [
@@ -456,9 +472,59 @@ function findContainerParent(records: readonly SnapshotRecord[], host: string, n
 
 const DIR_META = { mode: 0o755, uid: 0, gid: 0, mtime: '0' };
 
-/** The root tree: /volumes/NAME and /binds/HOST/PATH. */
-async function buildRoot(repo: Repository, volumes: Map<string, TreeNode>, binds: Map<string, TreeNode>): Promise<string> {
+/** An image's directory in the snapshot: its ID without the "sha256:". */
+export function imageDir(id: string): string {
+  return id.replace(/^sha256:/, '');
+}
+
+/**
+ * Stores an image as `docker save` writes it, each file of the archive a
+ * file in the tree, so that an unchanged layer is the same chunks night
+ * after night. Every layer is checked against the diff ID its config lists.
+ */
+async function saveImage(
+  repo: Repository,
+  pool: SealPool,
+  engine: Engine,
+  img: ImageRef,
+  progress: ProgressReporter,
+  counters: ReturnType<typeof newCounters>,
+): Promise<{ node: TreeNode; files: number; dirs: number; bytes: number } | { error: string }> {
+  let stream: Readable;
+  try {
+    stream = (await engine.docker.getImage(img.id).get()) as unknown as Readable;
+  } catch (e) {
+    return { error: `docker save failed: ${describe(e)}` };
+  }
+  const r = await treeFromTar(
+    { repo, pool, snapRoot: `/images/${imageDir(img.id)}`, stripFirst: false, progress, counters, digests: true, capture: (p) => !p.includes('/') && p.endsWith('.json') },
+    stream,
+  );
+  try {
+    const manifest = (JSON.parse(r.captured.get('manifest.json')?.toString('utf8') ?? '[]') as { Config: string; Layers: string[] }[])[0];
+    if (!manifest) return { error: 'the saved image has no manifest.json' };
+    const configBytes = r.captured.get(manifest.Config) ?? null;
+    const config = configBytes ? (JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: string[] } }) : null;
+    const diffIds = config?.rootfs?.diff_ids ?? [];
+    if (diffIds.length !== manifest.Layers.length) return { error: 'the saved image lists a different number of layers than its config' };
+    for (const [i, layer] of manifest.Layers.entries()) {
+      const got = r.fileDigests.get(layer);
+      if (`sha256:${got}` !== diffIds[i]) return { error: `layer ${layer} of the saved image hashes to sha256:${got}, its config says ${diffIds[i]}` };
+    }
+  } catch (e) {
+    return { error: `the saved image cannot be read: ${(e as Error).message}` };
+  }
+  if (r.errors.length > 0) return { error: r.errors[0]!.message };
+  return { node: { name: imageDir(img.id), type: 'dir', ...DIR_META, subtree: r.tree }, files: r.files, dirs: r.dirs, bytes: r.bytes };
+}
+
+/** The root tree: /volumes/NAME, /binds/HOST/PATH and /images/ID. */
+async function buildRoot(repo: Repository, volumes: Map<string, TreeNode>, binds: Map<string, TreeNode>, images: Map<string, TreeNode>): Promise<string> {
   const top: TreeNode[] = [];
+  if (images.size > 0) {
+    const nodes = [...images.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, n]) => n);
+    top.push({ name: 'images', type: 'dir', ...DIR_META, subtree: await saveTree(repo, nodes) });
+  }
   if (volumes.size > 0) {
     const nodes = [...volumes.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, n]) => n);
     top.push({ name: 'volumes', type: 'dir', ...DIR_META, subtree: await saveTree(repo, nodes) });

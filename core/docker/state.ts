@@ -41,8 +41,10 @@ export const imageRefSchema = z.object({
   id: z.string(),
   tags: z.array(z.string()),
   repoDigests: z.array(z.string()),
+  /** Where `docker save`'s archive is in the snapshot tree, when the image was stored. */
+  path: z.string().optional(),
 });
-export type ImageRef = z.infer<typeof imageRefSchema>;
+export type ImageRef = { -readonly [K in keyof z.infer<typeof imageRefSchema>]: z.infer<typeof imageRefSchema>[K] };
 
 export const bindDataSchema = z.object({
   /** Host path of the bind mount's source. */

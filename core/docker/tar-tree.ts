@@ -11,6 +11,7 @@
  * files with the same content (stored once), and an unchanged file is read
  * again each night (dedup keeps the repository from growing).
  */
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { extract, type Header } from 'tar-stream';
 import type { ArchiveError } from '../archiver.ts';
@@ -29,6 +30,10 @@ export interface TarTreeOptions {
   readonly stripFirst: boolean;
   readonly progress?: ProgressReporter;
   readonly counters?: Counters;
+  /** Compute the SHA-256 of every file (to verify image layers against their digests). */
+  readonly digests?: boolean;
+  /** Keep the bytes of files for which this is true (small metadata files). */
+  readonly capture?: (relPath: string) => boolean;
 }
 
 export interface TarTreeResult {
@@ -39,6 +44,9 @@ export interface TarTreeResult {
   readonly dirs: number;
   readonly bytes: number;
   readonly errors: ArchiveError[];
+  /** By path relative to the archived directory, when `digests` was asked for. */
+  readonly fileDigests: Map<string, string>;
+  readonly captured: Map<string, Buffer>;
 }
 
 /** Bytes gathered before choosing a chunking rule (rules may look at a file's first bytes). */
@@ -79,6 +87,8 @@ export async function treeFromTar(opts: TarTreeOptions, tar: Readable): Promise<
   let nDirs = 0;
   let bytes = 0;
   const pending: Promise<unknown>[] = [];
+  const fileDigests = new Map<string, string>();
+  const captured = new Map<string, Buffer>();
 
   const dirAt = (parts: readonly string[]): DirEntry => {
     let d = root;
@@ -121,7 +131,15 @@ export async function treeFromTar(opts: TarTreeOptions, tar: Readable): Promise<
       }
       case 'file':
       case 'contiguous-file': {
-        const node = await storeFile(opts, entry as AsyncIterable<Buffer>, snapPath, h.size ?? 0, base, pending);
+        const rel = parts.join('/');
+        const hash = opts.digests ? createHash('sha256') : null;
+        const keep: Buffer[] | null = opts.capture?.(rel) ? [] : null;
+        const node = await storeFile(opts, tap(entry as AsyncIterable<Buffer>, (b) => {
+          hash?.update(b);
+          keep?.push(b);
+        }), snapPath, h.size ?? 0, base, pending);
+        if (hash) fileDigests.set(rel, hash.digest('hex'));
+        if (keep) captured.set(rel, Buffer.concat(keep));
         parent.children.set(name, node);
         files.set(parts.join('/'), node);
         nFiles++;
@@ -164,7 +182,14 @@ export async function treeFromTar(opts: TarTreeOptions, tar: Readable): Promise<
   }
   await Promise.all(pending);
   const tree = await saveDir(opts.repo, root);
-  return { tree, rootMeta: root.meta, files: nFiles, dirs: nDirs, bytes, errors };
+  return { tree, rootMeta: root.meta, files: nFiles, dirs: nDirs, bytes, errors, fileDigests, captured };
+}
+
+async function* tap(source: AsyncIterable<Buffer>, see: (b: Buffer) => void): AsyncIterable<Buffer> {
+  for await (const b of source) {
+    see(b);
+    yield b;
+  }
 }
 
 /** Chunks one entry's bytes into the pool; the node's content is filled in when the IDs are known. */

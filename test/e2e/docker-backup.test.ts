@@ -134,6 +134,7 @@ test('the two-container app is captured field by field, without image defaults o
   t.deepEqual(vol.labels, { tier: 'db' }, "compose's config-hash is dropped from volume labels");
   t.is(vol.mode, 'api');
   t.deepEqual(docker.images.map((i) => i.tags), [['test/app:1']]);
+  t.regex(docker.images[0]!.path ?? '', /^\/images\/[0-9a-f]{64}$/, 'an image no registry knows is stored');
   t.deepEqual(docker.binds.map((b) => b.source), [app.bindDir]);
 });
 
@@ -248,11 +249,14 @@ test('a second night with one changed file adds little; an unreachable daemon an
 test('a container removed during the backup makes the snapshot partial and says what is missing', async (t) => {
   if (!requireDocker(t)) return;
   const app = await startWorker(t, {});
-  // "a-slow" is read first; its pre command gives the test time to remove "worker".
-  await app.d.docker('run', '-d', '--name', 'a-slow', '-v', 'slow:/data', '--label', 'stowage.pre=sleep 3', 'test/app:1');
+  // "a-slow" is read first; its pre command waits until the test has removed "worker".
+  await app.d.docker('run', '-d', '--name', 'a-slow', '-v', 'slow:/data', '--label', 'stowage.pre=touch /data/started; while [ ! -f /data/go ]; do sleep 0.1; done', 'test/app:1');
   const run = stowage(['-r', app.repo, '--json', 'backup', '--containers', 'all', '--volume-mode', 'api'], app.env);
-  await new Promise((r) => setTimeout(r, 1500));
+  while (!(await app.d.docker('exec', 'a-slow', 'sh', '-c', 'test -f /data/started && echo yes').catch(() => '')).includes('yes')) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
   await app.d.docker('rm', '-f', 'worker');
+  await app.d.docker('exec', 'a-slow', 'touch', '/data/go');
   const r = await run;
   t.is(r.code, 3, r.stderr);
   const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!);

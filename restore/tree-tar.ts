@@ -1,0 +1,85 @@
+/**
+ * A snapshot tree as a tar stream, for the Engine's putArchive (data into a
+ * volume through a helper container) and loadImage (an image stored with
+ * `docker save`). Every name is checked as in a file restore (one safe
+ * component: no "..", no "/"), so a hostile snapshot cannot aim the archive
+ * outside its target; every blob is authenticated before its bytes go out.
+ */
+import { Readable } from 'node:stream';
+import { pack as tarPack, type Pack } from 'tar-stream';
+import { blobIntegrityError, type Repository } from '../core/repository.ts';
+import type { SealPool } from '../core/seal-pool.ts';
+import { type TreeNode, loadTree, nameBytes, targetBytes } from '../core/tree.ts';
+import { checkName } from './safe-name.ts';
+
+export interface TreeTarStats {
+  files: number;
+  bytes: number;
+}
+
+function mtimeOf(n: TreeNode): Date {
+  return new Date(Number(BigInt(n.mtime) / 1_000_000n));
+}
+
+/** Streams the contents of tree `treeId` (not the directory itself) as a tar. */
+export function tarFromTree(repo: Repository, pool: SealPool, treeId: string, stats: TreeTarStats = { files: 0, bytes: 0 }): Readable {
+  const p = tarPack();
+  const write = async (): Promise<void> => {
+    await addTree(repo, pool, p, treeId, '', stats);
+    p.finalize();
+  };
+  write().catch((e: unknown) => p.destroy(e instanceof Error ? e : new Error(String(e))));
+  return p as unknown as Readable;
+}
+
+async function addTree(repo: Repository, pool: SealPool, p: Pack, treeId: string, prefix: string, stats: TreeTarStats): Promise<void> {
+  const tree = await loadTree(repo, treeId);
+  for (const n of tree.nodes) {
+    const raw = nameBytes(n);
+    checkName(raw, prefix);
+    const name = prefix + raw.toString('utf8');
+    const common = { name, mode: n.mode, uid: n.uid, gid: n.gid, mtime: mtimeOf(n), ...(n.user ? { uname: n.user } : {}), ...(n.group ? { gname: n.group } : {}) };
+    if (n.type === 'dir') {
+      await entry(p, { ...common, name: `${name}/`, type: 'directory' });
+      if (n.subtree) await addTree(repo, pool, p, n.subtree, `${name}/`, stats);
+    } else if (n.type === 'symlink') {
+      await entry(p, { ...common, type: 'symlink', linkname: targetBytes(n).toString('utf8') });
+      stats.files++;
+    } else if (n.type === 'file') {
+      await addFile(repo, pool, p, n, common, stats);
+    }
+    // Device nodes are not put into volumes: containers get devices from the host.
+  }
+}
+
+function entry(p: Pack, header: Parameters<Pack['entry']>[0]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    p.entry(header, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+async function addFile(repo: Repository, pool: SealPool, p: Pack, n: TreeNode, common: Record<string, unknown>, stats: TreeTarStats): Promise<void> {
+  const size = n.size ?? 0;
+  const done = new Promise<void>((resolve, reject) => {
+    const sink = p.entry({ ...common, type: 'file', size } as Parameters<Pack['entry']>[0], (err) => (err ? reject(err) : resolve()));
+    const pump = async (): Promise<void> => {
+      let written = 0;
+      for (const id of n.content ?? []) {
+        const { pack, key, sealed } = await repo.loadSealedBlob('data', id);
+        const r = await pool.open('data', Buffer.from(id, 'hex'), key, sealed);
+        if (r === 'decrypt' || r === 'id') throw blobIntegrityError('data', id, pack, r);
+        written += r.length;
+        if (!sink.write(r)) await new Promise<void>((ok) => sink.once('drain', ok));
+      }
+      if (written !== size) throw new Error(`${common['name'] as string}: the tree says ${size} bytes, its blobs hold ${written}`);
+      (sink as unknown as { end(): void }).end();
+    };
+    pump().catch((e: unknown) => {
+      sink.destroy(e instanceof Error ? e : new Error(String(e)));
+      reject(e);
+    });
+  });
+  await done;
+  stats.files++;
+  stats.bytes += size;
+}
