@@ -104,11 +104,10 @@ export async function restoreHost(o: HostRestoreOptions): Promise<HostRestoreRep
         report.skipped.push(`volume ${v.spec.name} (exists; --on-conflict skip)`);
         continue;
       }
-      if (v.action === 'replace') {
-        await call(o.engine, `removing volume ${v.spec.name}`, () => docker.getVolume(v.spec.name).remove());
-        o.journal.unfill(v.spec.name);
-      }
+      if (v.action === 'replace') await call(o.engine, `removing volume ${v.spec.name}`, () => docker.getVolume(v.spec.name).remove());
       if (v.action !== 'resume') {
+        // A new, empty volume: whatever an earlier run put into one of this name is gone.
+        o.journal.unfill(v.spec.name);
         await call(o.engine, `creating volume ${v.spec.name}`, () =>
           docker.createVolume({ Name: v.spec.name, Driver: v.spec.driver, DriverOpts: v.spec.options, Labels: v.spec.labels }),
         );
@@ -139,6 +138,8 @@ export async function restoreHost(o: HostRestoreOptions): Promise<HostRestoreRep
     for (const c of o.plan.containers) {
       if (c.action === 'skip') {
         report.skipped.push(`container ${c.spec.name} (exists; --on-conflict skip)`);
+        const s = (await docker.getContainer(c.spec.name).inspect()).State;
+        healthy.set(c.spec.name, s.Running && (!s.Health || s.Health.Status === 'healthy'));
         continue;
       }
       try {

@@ -2,7 +2,8 @@
  * What a blank-host restore has done so far, on the restoring host
  * (`$XDG_CACHE_HOME/stowage/restore/`), keyed by snapshot and Docker host: a
  * rerun after a failure treats what it lists as its own and finishes the
- * job, rather than seeing conflicts or making anything twice. Nothing is
+ * job, rather than seeing conflicts or making anything twice; a rerun after
+ * success finds everything done. Nothing is
  * added to the restored objects themselves (their labels stay as captured).
  */
 import { createHash } from 'node:crypto';
@@ -42,19 +43,22 @@ export class RestoreJournal {
   }
 
   record(kind: keyof JournalData, name: string): void {
-    if (!this.data[kind].includes(name)) this.data[kind].push(name);
+    if (this.data[kind].includes(name)) return;
+    this.data[kind].push(name);
+    this.save();
+  }
+
+  /** Forgets a volume's filling (it is being made anew). */
+  unfill(volume: string): void {
+    if (!this.data.filled.includes(volume)) return;
+    this.data.filled = this.data.filled.filter((v) => v !== volume);
+    this.save();
+  }
+
+  private save(): void {
     fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
     const tmp = `${this.file}.tmp`;
     fs.writeFileSync(tmp, JSON.stringify(this.data), { mode: 0o600 });
     fs.renameSync(tmp, this.file);
-  }
-
-  /** Forgets a volume's filling (it is being replaced). */
-  unfill(volume: string): void {
-    this.data.filled = this.data.filled.filter((v) => v !== volume);
-  }
-
-  done(): void {
-    fs.rmSync(this.file, { force: true });
   }
 }

@@ -107,7 +107,6 @@ export async function runHostRestore(ctx: Context, repo: Repository, pool: SealP
       progress,
     });
     progress.stop();
-    if (report.failed.length === 0) journal.done();
     out.result({ snapshot: rec.id, plan: summarisePlan(plan), ...report }, () =>
       [
         ...report.created.map((c) => `created ${c}`),
