@@ -198,9 +198,10 @@ async function loadImage(o: HostRestoreOptions, ref: ImageRef): Promise<void> {
   const node = await findNode(o.repo, o.rootTree, splitSnapshotPath(ref.path!));
   if (!node?.subtree) throw new DockerError(`image ${ref.id}: ${ref.path} is not in the snapshot`);
   const tar = tarFromTree(o.repo, o.pool, node.subtree);
-  const res = (await call(o.engine, `loading image ${ref.tags[0] ?? ref.id}`, () => o.engine.docker.loadImage(tar))) as Readable;
+  const res = (await call(o.engine, `loading image ${ref.tags[0] ?? ref.id}`, () => o.engine.docker.loadImage(tar.stream))) as Readable;
   let out = '';
   for await (const chunk of res) out += (chunk as Buffer).toString();
+  await tar.done;
   if (/"error"/.test(out)) throw new DockerError(`loading image ${ref.tags[0] ?? ref.id}: ${out.slice(0, 500)}`);
   const loaded = await o.engine.docker.getImage(ref.id).inspect().catch(() => null);
   if (!loaded) throw new DockerError(`image ${ref.id} was loaded but the Engine does not have it: ${out.slice(0, 300)}`);
@@ -250,7 +251,9 @@ export async function putIntoVolume(engine: Engine, repo: Repository, pool: Seal
   );
   try {
     const tar = tarFromTree(repo, pool, subtree);
-    await call(engine, `writing data into volume ${volume}`, () => helper.putArchive(tar as never, { path: '/stowage-restore' }));
+    const put = call(engine, `writing data into volume ${volume}`, () => helper.putArchive(tar.stream as never, { path: '/stowage-restore' }));
+    // Both must succeed: an archive cut short by a damaged blob must not pass for the volume's data.
+    await Promise.all([put, tar.done]);
   } finally {
     await helper.remove({ force: true }).catch(() => {});
   }

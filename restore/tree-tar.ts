@@ -21,15 +21,33 @@ function mtimeOf(n: TreeNode): Date {
   return new Date(Number(BigInt(n.mtime) / 1_000_000n));
 }
 
-/** Streams the contents of tree `treeId` (not the directory itself) as a tar. */
-export function tarFromTree(repo: Repository, pool: SealPool, treeId: string, stats: TreeTarStats = { files: 0, bytes: 0 }): Readable {
+/**
+ * Streams the contents of tree `treeId` (not the directory itself) as a tar.
+ * `done` settles when the archive is complete: a consumer must await it, as
+ * a refused name or a damaged blob ends the stream early, and a receiver
+ * would otherwise take the truncated archive for the whole.
+ */
+export function tarFromTree(repo: Repository, pool: SealPool, treeId: string, stats: TreeTarStats = { files: 0, bytes: 0 }): { stream: Readable; done: Promise<void> } {
   const p = tarPack();
-  const write = async (): Promise<void> => {
+  const done = (async () => {
+    // Every name is checked before the first byte goes out: a refused snapshot puts nothing into a volume.
+    await checkNames(repo, treeId, '');
     await addTree(repo, pool, p, treeId, '', stats);
     p.finalize();
-  };
-  write().catch((e: unknown) => p.destroy(e instanceof Error ? e : new Error(String(e))));
-  return p as unknown as Readable;
+  })();
+  done.catch((e: unknown) => p.destroy(e instanceof Error ? e : new Error(String(e))));
+  const stream = p as unknown as Readable;
+  // The failure is reported through `done`; the stream's own error event must not go unheard.
+  stream.on('error', () => {});
+  return { stream, done };
+}
+
+async function checkNames(repo: Repository, treeId: string, prefix: string): Promise<void> {
+  for (const n of (await loadTree(repo, treeId)).nodes) {
+    const raw = nameBytes(n);
+    checkName(raw, prefix);
+    if (n.type === 'dir' && n.subtree) await checkNames(repo, n.subtree, `${prefix}${raw.toString('utf8')}/`);
+  }
 }
 
 async function addTree(repo: Repository, pool: SealPool, p: Pack, treeId: string, prefix: string, stats: TreeTarStats): Promise<void> {

@@ -147,3 +147,25 @@ test('a restore killed at any step and run again ends as an uninterrupted one', 
     t.is((await blank.docker('ps', '-a', '--filter', 'label=stowage.helper', '-q')).trim(), '', 'no helper container is left');
   }
 });
+
+test("a volume's files restore to a directory or into an existing volume; ports can be mapped on the new host", async (t) => {
+  if (!requireDocker(t)) return;
+  const { app, blank, blankEnv } = await backedUpApp(t);
+  const target = path.join(app.work, 'files');
+  const files = await stowage(['-r', app.repo, 'restore', 'latest', '--volume', 'dbdata', '--target', target], app.env);
+  t.is(files.code, 0, files.stderr);
+  t.is(fs.readFileSync(path.join(target, 'role.txt'), 'utf8'), 'primary\n');
+
+  await app.d.docker('volume', 'create', 'copy');
+  const into = await stowage(['-r', app.repo, 'restore', 'latest', '--volume', 'dbdata', '--into-volume', 'copy'], app.env);
+  t.is(into.code, 0, into.stderr);
+  t.is((await app.d.docker('run', '--rm', '-v', 'copy:/c', 'test/app:1', 'cat', '/c/role.txt')).trim(), 'primary');
+  const missing = await stowage(['-r', app.repo, 'restore', 'latest', '--volume', 'dbdata', '--into-volume', 'nosuch'], app.env);
+  t.is(missing.code, 2);
+  t.regex(missing.stderr, /there is no volume nosuch/);
+
+  const newPort = String(app.ports[0] + 1);
+  const r = await stowage(['-r', app.repo, 'restore', 'latest', '--to-host', '--map-port', `${app.ports[0]}=${newPort}`], blankEnv);
+  t.is(r.code, 0, r.stderr + r.stdout);
+  t.is((await blank.docker('inspect', '-f', '{{(index (index .HostConfig.PortBindings "80/tcp") 0).HostPort}}', 'web')).trim(), newPort);
+});
