@@ -68,6 +68,7 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .option('--host <host>', 'only this host (repeatable)', collect, [])
     .option('--tag <tags>', 'only with these tags (comma means all of them; repeatable means any)', collect, [])
     .option('--path <path>', 'only snapshots of this path (repeatable)', collect, [])
+    .option('--source <source>', 'only snapshots of this source: a path, container:NAME or volume:NAME (repeatable)', collect, [])
     .option('--latest <n>', 'only the latest n per host and paths')
     .action((o, c) => run(() => import('./commands/snapshots.ts') as never, [o, c]));
 

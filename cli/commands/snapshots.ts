@@ -1,4 +1,5 @@
 /** `stowage snapshots`: lists snapshots, oldest first. */
+import { CLOCK_SKEW_MS } from '../../core/retention.ts';
 import { type SnapshotRecord, listSnapshots, shortId } from '../../core/snapshot.ts';
 import { type Context, openRepository } from '../context.ts';
 import { formatBytes } from '../output.ts';
@@ -7,7 +8,12 @@ export interface SnapshotsOptions {
   readonly host?: string[];
   readonly tag?: string[];
   readonly path?: string[];
+  readonly source?: string[];
   readonly latest?: string;
+}
+
+function sourceName(s: { kind: string; path?: string; name?: string }): string {
+  return s.kind === 'path' ? s.path! : `${s.kind}:${s.name}`;
 }
 
 export function filterSnapshots(records: readonly SnapshotRecord[], opts: SnapshotsOptions): SnapshotRecord[] {
@@ -15,7 +21,8 @@ export function filterSnapshots(records: readonly SnapshotRecord[], opts: Snapsh
     (r) =>
       (!opts.host?.length || opts.host.includes(r.snapshot.host)) &&
       (!opts.tag?.length || opts.tag.some((t) => t.split(',').every((x) => r.snapshot.tags.includes(x)))) &&
-      (!opts.path?.length || opts.path.every((p) => r.snapshot.paths.includes(p))),
+      (!opts.path?.length || opts.path.every((p) => r.snapshot.paths.includes(p))) &&
+      (!opts.source?.length || opts.source.some((src) => r.snapshot.sources.some((x) => sourceName(x) === src))),
   );
   if (opts.latest !== undefined) {
     const n = Number(opts.latest);
@@ -44,7 +51,7 @@ export async function run(ctx: Context, opts: SnapshotsOptions): Promise<number>
           r.snapshot.host,
           r.snapshot.tags.join(','),
           formatBytes(r.snapshot.stats.bytes),
-          r.snapshot.sources.map((s) => (s.kind === 'path' ? s.path : `${s.kind}:${s.name}`)).join(' ') + (r.snapshot.errors ? ' (partial)' : ''),
+          r.snapshot.sources.map(sourceName).join(' ') + (r.snapshot.errors ? ' (partial)' : '') + timeNote(r),
         ]);
         return table(['ID', 'Time', 'Host', 'Tags', 'Size', 'Sources'], rows) + `\n${records.length} snapshots`;
       },
@@ -53,6 +60,14 @@ export async function run(ctx: Context, opts: SnapshotsOptions): Promise<number>
   } finally {
     await repo.close();
   }
+}
+
+/** Where the snapshot's claimed time and the server's receive time disagree, both are shown (see core/retention.ts). */
+function timeNote(r: SnapshotRecord): string {
+  if (!r.receivedAt) return '';
+  const claimed = Date.parse(r.snapshot.time);
+  if (Math.abs(claimed - r.receivedAt.getTime()) <= CLOCK_SKEW_MS) return '';
+  return ` [server received it ${r.receivedAt.toISOString().replace('T', ' ').slice(0, 19)}]`;
 }
 
 export function table(head: string[], rows: string[][]): string {

@@ -196,3 +196,17 @@ test('a container removed during the backup makes the snapshot partial and says 
   const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
   t.true(summary.errors.some((e: { path: string; message: string }) => e.path === '/volumes/work' && /worker was removed during the backup/.test(e.message)), JSON.stringify(summary.errors));
 });
+
+test('stowage.stop stops the containers that share its namespaces first and starts them after it', async (t) => {
+  if (!requireDocker(t)) return;
+  const app = await startWorker(t, { 'stowage.stop': 'true' });
+  await app.d.docker('run', '-d', '--name', 'side', '--network', 'container:worker', 'test/app:1', 'sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1; done');
+  const started = async (name: string): Promise<string> => (await app.d.docker('inspect', '-f', '{{.State.Running}} {{.State.StartedAt}}', name)).trim();
+  const before = { worker: await started('worker'), side: await started('side') };
+  const r = await stowage(['-r', app.repo, 'backup', '--containers', 'worker', '--volume-mode', 'api'], app.env);
+  t.is(r.code, 0, r.stderr + r.stdout);
+  const after = { worker: await started('worker'), side: await started('side') };
+  t.true(after.worker.startsWith('true ') && after.side.startsWith('true '), JSON.stringify(after));
+  t.not(after.side, before.side, 'the dependant was stopped and started again');
+  t.true(after.side.split(' ')[1]! > after.worker.split(' ')[1]!, 'and started after the container it depends on');
+});

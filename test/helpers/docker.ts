@@ -38,7 +38,13 @@ export function requireDocker(t: ExecutionContext): boolean {
 
 export async function startDaemon(t: ExecutionContext): Promise<Daemon> {
   // Short paths: containerd's sockets live under the exec root, and socket paths are limited to 108 bytes.
-  const dir = await tempDir(t, 'sd-');
+  const d = await launchDaemon(await tempDir(t, 'sd-'));
+  t.teardown(() => d.stop());
+  return d;
+}
+
+/** Starts a dockerd whose every file is under `dir`; for tests (startDaemon) and the benchmark. */
+export async function launchDaemon(dir: string): Promise<Daemon> {
   const host = `unix://${dir}/docker.sock`;
   const child: ChildProcess = spawn(
     'dockerd',
@@ -64,7 +70,6 @@ export async function startDaemon(t: ExecutionContext): Promise<Daemon> {
     await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
     if (child.exitCode === null) child.kill('SIGKILL');
   };
-  t.teardown(stop);
   const deadline = Date.now() + 60_000;
   for (;;) {
     try {
@@ -73,6 +78,7 @@ export async function startDaemon(t: ExecutionContext): Promise<Daemon> {
     } catch (e) {
       if (child.exitCode !== null || Date.now() > deadline) {
         const log = fs.readFileSync(path.join(dir, 'dockerd.log'), 'utf8').slice(-2000);
+        await stop();
         throw new Error(`dockerd did not start: ${(e as Error).message}\n${log}`);
       }
       await new Promise((r) => setTimeout(r, 200));
