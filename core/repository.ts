@@ -406,6 +406,16 @@ export class Repository {
 
   // ---- reading blobs ----------------------------------------------------
 
+  /**
+   * Refuses at once, with the reason, when this is a write-only host key:
+   * `what` (restoring, reading data) needs the contents it cannot open.
+   */
+  requireContentAccess(what: string): void {
+    if (this.keys.kind === 'host') {
+      throw new WriteOnlyKeyError(`${what} needs to read file contents, which a write-only host key cannot: open the repository with the recovery key (a full key's passphrase) instead`);
+    }
+  }
+
   /** The key that opens the data blobs of a pack. */
   dataKeyForPack(pack: PackInfo): Buffer {
     const cached = this.packKeys.get(pack.id);

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openHttpsBackend } from '../core/backends/https.ts';
 import { Repository } from '../core/repository.ts';
+import { listSnapshots, saveSnapshot } from '../core/snapshot.ts';
 import { stowage, testEnv } from './helpers/cli.ts';
 import { generate } from './helpers/dataset.ts';
 import { freePort, spawnServer } from './helpers/server.ts';
@@ -116,4 +117,33 @@ test('an exhausted quota fails the backup with a message naming it; the reposito
   const restored = await stowage(['-r', repoUrl, 'restore', 'latest', '--target', path.join(work, 'out')], clientEnv);
   t.is(restored.code, 0, restored.stderr);
   t.deepEqual(compareTrees(src, path.join(work, 'out', src)), []);
+});
+
+test('a snapshot dated a year ahead cannot make forget --keep-within 90d delete the real recent ones (the server clock judges)', async (t) => {
+  const work = await tempDir(t);
+  const dataDir = path.join(work, 'server');
+  const env = testEnv({ STOWAGE_CONFIG_DIR: path.join(work, 'config'), STOWAGE_CACHE_DIR: path.join(work, 'cache') });
+  const server = await spawnServer(dataDir, await freePort(), env);
+  t.teardown(() => server.stop());
+  const src = path.join(work, 'src');
+  fs.mkdirSync(src);
+  fs.writeFileSync(path.join(src, 'f'), 'data');
+  const url = `${server.url}/web1`;
+  const clientEnv = { ...env, STOWAGE_TOKEN: await tokenFor(dataDir, 'web1', 'admin', env), STOWAGE_SERVER_FINGERPRINT: server.fingerprint };
+  t.is((await stowage(['-r', url, 'init'], clientEnv)).code, 0);
+  for (let i = 0; i < 3; i++) t.is((await stowage(['-r', url, 'backup', src], clientEnv)).code, 0);
+  // A stolen host credential writes a snapshot claiming to be from a year ahead.
+  const backend = await openHttpsBackend(url, { env: clientEnv });
+  const repo = await Repository.open(backend, 'test passphrase', { cacheRoot: null });
+  const real = await listSnapshots(repo);
+  const ahead = new Date(Date.now() + 365 * 86_400_000).toISOString();
+  await saveSnapshot(repo, { ...real.at(-1)!.snapshot, time: ahead });
+  await repo.close();
+
+  const listed = await stowage(['-r', url, 'snapshots'], clientEnv);
+  t.regex(listed.stdout, /\[server received it \d{4}-\d\d-\d\d/, 'snapshots shows both times where they disagree');
+  const forget = await stowage(['-r', url, '--json', 'forget', '--keep-within', '90d'], clientEnv);
+  t.is(forget.code, 0, forget.stderr);
+  const after = JSON.parse((await stowage(['-r', url, '--json', 'snapshots'], clientEnv)).stdout) as { id: string }[];
+  for (const r of real) t.true(after.some((a) => a.id === r.id), `real snapshot ${r.id.slice(0, 8)} kept`);
 });

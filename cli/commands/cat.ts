@@ -61,6 +61,7 @@ export async function run(ctx: Context, kind: string, id: string | undefined): P
       case 'blob': {
         await repo.loadIndex();
         const type = kind === 'tree' ? 'tree' : (repo.index.get(id!)?.type ?? 'data');
+        if (type === 'data') repo.requireContentAccess('cat of a data blob');
         const plain = await repo.loadBlob(type, id!);
         if (type === 'tree') print(JSON.parse(plain.toString('utf8')));
         else process.stdout.write(plain);

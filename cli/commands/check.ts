@@ -27,6 +27,7 @@ export async function run(ctx: Context, opts: CheckOptions): Promise<number> {
   const subset = parseSubset(opts);
   const repo = await openRepository(ctx);
   try {
+    if (subset.kind !== 'none') repo.requireContentAccess('check --read-data');
     const lock = await RepositoryLock.acquire(repo, { exclusive: false, operation: 'check' });
     const progress = ctx.out.progress('checking');
     try {

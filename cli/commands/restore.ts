@@ -27,6 +27,7 @@ export async function run(ctx: Context, snapshotRef: string, opts: RestoreOption
   try {
     const [records] = await Promise.all([listSnapshots(repo), repo.loadIndex()]);
     const rec = findSnapshot(records, snapshotRef);
+    repo.requireContentAccess('restore');
     if (opts.toHost) {
       progress.stop();
       return await runHostRestore(ctx, repo, pool, rec, opts, ctx.out);
