@@ -17,6 +17,8 @@ export interface GlobalOptions {
   readonly tokenFile?: string;
   readonly serverFingerprint?: string;
   readonly caFile?: string;
+  readonly clientCert?: string;
+  readonly clientKey?: string;
   readonly cacheDir?: string;
   readonly cache?: boolean;
   readonly json?: boolean;
@@ -46,6 +48,8 @@ export async function backendOf(ctx: Context) {
     ...(g.tokenFile ? { tokenFile: g.tokenFile } : {}),
     ...(g.serverFingerprint ? { serverFingerprint: g.serverFingerprint } : {}),
     ...(g.caFile ? { caFile: g.caFile } : {}),
+    ...(g.clientCert ? { clientCert: g.clientCert } : {}),
+    ...(g.clientKey ? { clientKey: g.clientKey } : {}),
   });
 }
 

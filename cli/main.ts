@@ -36,6 +36,8 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .option('--token-file <file>', 'server token file (default: $STOWAGE_TOKEN)')
     .option('--server-fingerprint <sha256>', "pin the server's certificate by its SHA-256 fingerprint")
     .option('--ca-file <file>', 'trust this CA bundle for the server instead of a pinned fingerprint')
+    .option('--client-cert <file>', 'client certificate for a server that requires one (default: $STOWAGE_CLIENT_CERT)')
+    .option('--client-key <file>', 'its private key (default: $STOWAGE_CLIENT_KEY)')
     .option('--cache-dir <dir>', 'local cache directory (default: $XDG_CACHE_HOME/stowage)')
     .option('--no-cache', 'do not use the local cache')
     .option('--json', 'print JSON lines for machines instead of text')
@@ -160,6 +162,7 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .option('--max-concurrent <n>', 'requests handled at once', '64')
     .option('--ban-after <n>', 'failed authentications from one address before a ban', '10')
     .option('--ban-for <duration>', 'how long a ban lasts', '15m')
+    .option('--client-certs <mode>', 'mutual TLS with certificates from "serve client add": off, optional or required', 'off')
     .action((o, c) => run(() => import('./commands/serve.ts') as never, [o, c]));
   const token = serve.command('token').description('manage access tokens (the server may be running)');
   token
@@ -178,6 +181,24 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .description('revoke a token by its id')
     .argument('<id>', 'token id (the hex after "stw_")')
     .action((id, o, c) => run(() => import('./commands/serve-admin.ts').then((m) => ({ run: m.tokenRevoke })) as never, [id, o, c]));
+  const client = serve.command('client').description('client certificates for mutual TLS (the server may be running)');
+  client
+    .command('add')
+    .description("issue a host's certificate from the server's CA, for one repository and role")
+    .argument('<host>', 'the host the certificate is for')
+    .requiredOption('--role <role>', 'append or admin')
+    .option('--out <dir>', 'where to write HOST.crt and HOST.key', '.')
+    .addHelpText('after', '\n--repo NAME (required) names the repository.')
+    .action((h, o, c) => run(() => import('./commands/serve-admin.ts').then((m) => ({ run: m.clientAdd })) as never, [h, o, c]));
+  client
+    .command('list')
+    .description('list issued client certificates')
+    .action((o, c) => run(() => import('./commands/serve-admin.ts').then((m) => ({ run: m.clientList })) as never, [o, c]));
+  client
+    .command('revoke')
+    .description('revoke the certificates of a host (or one, by serial)')
+    .argument('<host-or-serial>', 'host name or serial number')
+    .action((h, o, c) => run(() => import('./commands/serve-admin.ts').then((m) => ({ run: m.clientRevoke })) as never, [h, o, c]));
   serve
     .command('scrub')
     .description('re-hash every stored object against its name (no key needed); exits 13 if any is damaged')

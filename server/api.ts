@@ -12,7 +12,19 @@ import type { BanList } from './ban-list.ts';
 import { ApiError, notFound } from './errors.ts';
 import type { RepoSettings } from './settings.ts';
 import { type ObjectKey, type Store, isValidRepoName } from './store.ts';
-import type { TokenRecord, TokenStore } from './tokens.ts';
+import type { TLSSocket } from 'node:tls';
+import type { ClientAuthority } from './client-certs.ts';
+import type { Role, TokenStore } from './tokens.ts';
+
+/** Who a request is from: a token's or a client certificate's holder, scoped to one repository and role. */
+export interface Principal {
+  readonly id: string;
+  readonly repo: string;
+  readonly role: Role;
+}
+
+/** off: tokens only; optional: a client certificate or a token; required: a client certificate on every request. */
+export type ClientCertMode = 'off' | 'optional' | 'required';
 
 export interface Limits {
   /** Largest object body accepted (bytes). */
@@ -34,6 +46,8 @@ export interface ApiDeps {
   readonly tokens: TokenStore;
   readonly settings: RepoSettings;
   readonly bans: BanList;
+  readonly clients: ClientAuthority | null;
+  readonly clientCertMode: ClientCertMode;
   readonly limits: Limits;
   readonly log: Logger;
   /** A keyed hash of a client address: logs never carry the address itself. */
@@ -92,19 +106,32 @@ export class Api {
     }
   }
 
-  private async authenticate(req: IncomingMessage, addr: string, entry: Record<string, unknown>): Promise<TokenRecord> {
+  private async authenticate(req: IncomingMessage, addr: string, entry: Record<string, unknown>): Promise<Principal> {
+    const refuse = (message: string): never => {
+      if (this.d.bans.fail(addr)) this.d.log.warn({ client: entry['client'] }, 'address banned after repeated failed authentication');
+      throw new ApiError(401, 'unauthorized', message);
+    };
+    if (this.d.clientCertMode !== 'off' && this.d.clients) {
+      const socket = req.socket as TLSSocket;
+      const cert = socket.getPeerCertificate();
+      if (cert && cert.serialNumber) {
+        if (!socket.authorized) refuse(`the client certificate was not issued by this server's CA (${String(socket.authorizationError)})`);
+        const rec = await this.d.clients.lookup(cert.serialNumber);
+        if (!rec) refuse('the client certificate is revoked or unknown to this server');
+        entry['client_cert'] = rec!.serial.slice(0, 16);
+        return { id: `cert:${rec!.serial.slice(0, 16)}`, repo: rec!.repo, role: rec!.role };
+      }
+      if (this.d.clientCertMode === 'required') refuse('this server requires a client certificate (stowage serve client add), and none was presented');
+    }
     const auth = req.headers.authorization ?? '';
     const m = /^Bearer (\S+)$/.exec(auth);
     const record = m ? await this.d.tokens.verify(m[1]!) : null;
-    if (!record) {
-      if (this.d.bans.fail(addr)) this.d.log.warn({ client: entry['client'] }, 'address banned after repeated failed authentication');
-      throw new ApiError(401, 'unauthorized', m ? 'unknown or revoked token' : 'no token: send "Authorization: Bearer TOKEN"');
-    }
-    entry['token'] = record.id;
-    return record;
+    if (!record) refuse(m ? 'unknown or revoked token' : 'no token: send "Authorization: Bearer TOKEN"');
+    entry['token'] = record!.id;
+    return { id: record!.id, repo: record!.repo, role: record!.role };
   }
 
-  private async repoRoute(req: IncomingMessage, res: ServerResponse, repo: string, token: TokenRecord): Promise<void> {
+  private async repoRoute(req: IncomingMessage, res: ServerResponse, repo: string, token: Principal): Promise<void> {
     if (req.method === 'POST') {
       const outcome = await this.d.store.createRepository(repo);
       return sendJson(res, outcome === 'created' ? 201 : 200, { repository: repo, created: outcome === 'created' });
@@ -133,7 +160,7 @@ export class Api {
     });
   }
 
-  private async objectRoute(req: IncomingMessage, res: ServerResponse, key: ObjectKey, token: TokenRecord, entry: Record<string, unknown>): Promise<void> {
+  private async objectRoute(req: IncomingMessage, res: ServerResponse, key: ObjectKey, token: Principal, entry: Record<string, unknown>): Promise<void> {
     switch (req.method) {
       case 'HEAD':
       case 'GET':

@@ -13,7 +13,8 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { pino, type Logger } from 'pino';
-import { Api, DEFAULT_LIMITS, type Limits } from './api.ts';
+import { Api, type ClientCertMode, DEFAULT_LIMITS, type Limits } from './api.ts';
+import { ClientAuthority } from './client-certs.ts';
 import { BanList, type BanPolicy } from './ban-list.ts';
 import { FsStore } from './fs-store.ts';
 import { loadIdentity } from './identity.ts';
@@ -30,6 +31,8 @@ export interface ServerOptions {
   readonly keyFile?: string;
   readonly limits?: Partial<Limits>;
   readonly ban?: Partial<BanPolicy>;
+  /** Mutual TLS with certificates from `stowage serve client add` (default off). */
+  readonly clientCerts?: ClientCertMode;
   /** Default: JSON lines on stdout at info. */
   readonly log?: Logger;
   /** Default: the filesystem store under DATA/repos. */
@@ -87,11 +90,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     store = fsStore;
   }
   const log = opts.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
+  const clientCertMode = opts.clientCerts ?? 'off';
+  const clients = clientCertMode === 'off' ? null : new ClientAuthority(stateDir);
+  const clientCa = clients ? await clients.ensureCaCert() : null;
   const api = new Api({
     store,
     tokens: new TokenStore(stateDir),
     settings: new RepoSettings(stateDir),
     bans: new BanList({ ...DEFAULT_BAN, ...opts.ban }),
+    clients,
+    clientCertMode,
     limits: { ...DEFAULT_LIMITS, ...opts.limits },
     log,
     clientTag: (addr) => createHmac('sha256', secret).update(addr).digest('hex').slice(0, 16),
@@ -102,6 +110,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       key: identity.key,
       minVersion: 'TLSv1.2',
       maxVersion: 'TLSv1.3',
+      // Client certificates are checked per request (Api.authenticate), so a refusal is an HTTP answer that says why.
+      ...(clientCa ? { requestCert: true, rejectUnauthorized: false, ca: [clientCa] } : {}),
       headersTimeout: HEADERS_TIMEOUT_MS,
       requestTimeout: REQUEST_TIMEOUT_MS,
       keepAliveTimeout: KEEP_ALIVE_MS,

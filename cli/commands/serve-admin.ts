@@ -3,7 +3,10 @@
  * server's state files directly (a running server picks changes up within a
  * second). They need the data directory, never a repository key.
  */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
 import { UsageError } from '../../core/errors.ts';
+import { ClientAuthority } from '../../server/client-certs.ts';
 import { parseSize } from '../../core/units.ts';
 import { FsStore } from '../../server/fs-store.ts';
 import { listRepos, scrub as scrubStore } from '../../server/scrub.ts';
@@ -76,4 +79,32 @@ export async function scrub(ctx: Context): Promise<number> {
     [...r.findings.map((f) => `damaged: ${f.repo}: ${f.object}: ${f.problem}`), `scrubbed ${r.objects} objects (${r.bytes} bytes) in ${repos.length} repositories: ${r.findings.length} damaged`].join('\n'),
   );
   return r.findings.length === 0 ? 0 : EXIT.INTEGRITY;
+}
+
+export async function clientAdd(ctx: Context, host: string, opts: { role: string; out: string }): Promise<number> {
+  if (!ROLES.includes(opts.role as Role)) throw new UsageError(`--role must be append or admin, not ${JSON.stringify(opts.role)}`);
+  const repo = repoName(ctx);
+  const { key, cert, record } = await new ClientAuthority(stateDirOf(dataDir(ctx))).issue(host, repo, opts.role as Role);
+  const base = path.join(opts.out, host.replace(/[^A-Za-z0-9_.-]/g, '_'));
+  await fs.writeFile(`${base}.key`, key, { mode: 0o600, flag: 'wx' });
+  await fs.writeFile(`${base}.crt`, cert, { mode: 0o644, flag: 'wx' });
+  ctx.out.result({ host, repo, role: record.role, serial: record.serial, certificate: `${base}.crt`, key: `${base}.key`, fingerprint: record.fingerprint }, () =>
+    [`issued a ${record.role} certificate for ${host} on repository ${repo} (serial ${record.serial})`, `  ${base}.crt`, `  ${base}.key (keep it on ${host} only; mode 0600)`].join('\n'),
+  );
+  return 0;
+}
+
+export async function clientList(ctx: Context): Promise<number> {
+  const rows = await new ClientAuthority(stateDirOf(dataDir(ctx))).list();
+  ctx.out.result(rows, () =>
+    rows.length === 0 ? 'no client certificates' : rows.map((r) => `${r.serial}  ${r.role.padEnd(6)}  ${r.repo}  ${r.host}${r.revoked ? `  revoked ${r.revoked}` : ''}`).join('\n'),
+  );
+  return 0;
+}
+
+export async function clientRevoke(ctx: Context, which: string): Promise<number> {
+  const n = await new ClientAuthority(stateDirOf(dataDir(ctx))).revoke(which);
+  if (n === 0) throw new UsageError(`no valid client certificate for ${which}`);
+  ctx.out.result({ revoked: n }, () => `revoked ${n} certificate(s) of ${which}`);
+  return 0;
 }

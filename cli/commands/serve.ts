@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import { UsageError } from '../../core/errors.ts';
 import { parseDuration, parseSize } from '../../core/units.ts';
+import type { ClientCertMode } from '../../server/api.ts';
 import { startServer } from '../../server/server.ts';
 import type { Context } from '../context.ts';
 import { setStopHandler } from '../stop.ts';
@@ -19,6 +20,7 @@ export interface ServeOptions {
   readonly maxConcurrent: string;
   readonly banAfter: string;
   readonly banFor: string;
+  readonly clientCerts: string;
 }
 
 export function serverDataDir(ctx: Context, given: string | undefined): string {
@@ -30,6 +32,11 @@ export function parseListen(text: string): { host: string; port: number } {
   const port = Number(m?.[3]);
   if (!m || port > 65535) throw new UsageError(`--listen wants HOST:PORT (e.g. 0.0.0.0:8443 or [::]:8443), not ${JSON.stringify(text)}`);
   return { host: (m[1] ?? m[2])!, port };
+}
+
+function clientCertMode(text: string): ClientCertMode {
+  if (text !== 'off' && text !== 'optional' && text !== 'required') throw new UsageError(`--client-certs takes off, optional or required, not ${JSON.stringify(text)}`);
+  return text;
 }
 
 function positiveInt(name: string, text: string): number {
@@ -48,6 +55,7 @@ export async function run(ctx: Context, opts: ServeOptions): Promise<number> {
     ...(opts.key ? { keyFile: opts.key } : {}),
     limits: { maxObjectBytes: parseSize(opts.maxObjectSize), maxConcurrent: positiveInt('--max-concurrent', opts.maxConcurrent) },
     ban: { maxFailures: positiveInt('--ban-after', opts.banAfter), banMs: parseDuration(opts.banFor) },
+    clientCerts: clientCertMode(opts.clientCerts),
   });
   process.stderr.write(
     `stowage server listening on ${server.url}\n` +

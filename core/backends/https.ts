@@ -72,18 +72,39 @@ function parseLocation(location: string): Endpoint {
   return { origin: `https://${u.host}`, hostPort: `${u.hostname}:${port}`, hostname, repo: segments[0]! };
 }
 
-async function readToken(opts: BackendOptions): Promise<string> {
+interface ClientIdentity {
+  readonly cert: string;
+  readonly key: string;
+}
+
+async function readClientIdentity(opts: BackendOptions): Promise<ClientIdentity | null> {
+  const certFile = opts.clientCert ?? opts.env['STOWAGE_CLIENT_CERT'];
+  const keyFile = opts.clientKey ?? opts.env['STOWAGE_CLIENT_KEY'];
+  if (!certFile && !keyFile) return null;
+  if (!certFile || !keyFile) throw new UsageError('a client certificate needs both --client-cert and --client-key');
+  const read = (f: string): Promise<string> =>
+    readFile(f, 'utf8').catch((e: unknown) => {
+      throw new UsageError(`cannot read ${f}: ${(e as Error).message}`);
+    });
+  return { cert: await read(certFile), key: await read(keyFile) };
+}
+
+async function readToken(opts: BackendOptions, optional: boolean): Promise<string | null> {
   const file = opts.tokenFile ?? opts.env['STOWAGE_TOKEN_FILE'];
   const token = file ? (await readFile(file, 'utf8').catch((e: unknown) => {
     throw new UsageError(`cannot read the token file ${file}: ${(e as Error).message}`);
   })).split('\n')[0]!.trim() : opts.env['STOWAGE_TOKEN']?.trim();
-  if (!token) throw new UsageError('no server token: set STOWAGE_TOKEN or pass --token-file FILE (tokens come from "stowage serve token add")');
+  if (!token) {
+    if (optional) return null;
+    throw new UsageError('no server token: set STOWAGE_TOKEN or pass --token-file FILE (tokens come from "stowage serve token add"), or use a client certificate');
+  }
   return token;
 }
 
 export async function openHttpsBackend(location: string, opts: BackendOptions): Promise<HttpsBackend> {
   const ep = parseLocation(location);
-  const token = await readToken(opts);
+  const identity = await readClientIdentity(opts);
+  const token = await readToken(opts, identity !== null);
   const given = opts.serverFingerprint ?? opts.env['STOWAGE_SERVER_FINGERPRINT'];
   const explicit = given ? normalizeFingerprint(given) : null;
   const pinned = await pinnedFingerprint(opts.env, ep.hostPort);
@@ -94,7 +115,7 @@ export async function openHttpsBackend(location: string, opts: BackendOptions): 
     trust = { kind: 'ca', ca: opts.caFile ? await readFile(opts.caFile, 'utf8') : undefined };
   }
   const retrySeconds = Number(opts.env['STOWAGE_RETRY_SECONDS'] ?? DEFAULT_RETRY_SECONDS);
-  return new HttpsBackend(ep, token, trust, {
+  return new HttpsBackend(ep, token, identity, trust, {
     retryMs: Number.isFinite(retrySeconds) && retrySeconds >= 0 ? retrySeconds * 1000 : DEFAULT_RETRY_SECONDS * 1000,
     // Remember a fingerprint the user gave once it has been seen on a real connection.
     onVerified: explicit && explicit !== pinned ? () => pinFingerprint(opts.env, ep.hostPort, explicit) : null,
@@ -110,22 +131,22 @@ export class HttpsBackend implements Backend {
   readonly location: string;
   readonly isLocal = false;
   private readonly ep: Endpoint;
-  private readonly auth: string;
+  private readonly auth: Record<string, string>;
   private readonly pool: Pool;
   private readonly tuning: ClientTuning;
   private pinning: Promise<void> | null = null;
 
-  constructor(ep: Endpoint, token: string, trust: Trust, tuning: ClientTuning) {
+  constructor(ep: Endpoint, token: string | null, identity: ClientIdentity | null, trust: Trust, tuning: ClientTuning) {
     this.ep = ep;
     this.location = `${ep.origin}/${ep.repo}`;
-    this.auth = `Bearer ${token}`;
+    this.auth = token ? { authorization: `Bearer ${token}` } : {};
     this.tuning = tuning;
     this.pool = new Pool(ep.origin, {
       connections: CONNECTIONS,
       pipelining: 1,
       headersTimeout: HEADERS_TIMEOUT_MS,
       bodyTimeout: BODY_TIMEOUT_MS,
-      connect: this.verifyingConnector(trust),
+      connect: this.verifyingConnector(trust, identity),
     });
   }
 
@@ -133,9 +154,10 @@ export class HttpsBackend implements Backend {
    * Checks the server's certificate once the handshake is done and before
    * the socket is handed to the pool: on a mismatch nothing is ever sent.
    */
-  private verifyingConnector(trust: Trust): buildConnector.connector {
+  private verifyingConnector(trust: Trust, identity: ClientIdentity | null): buildConnector.connector {
     const base = buildConnector({
       rejectUnauthorized: false,
+      ...(identity ? { cert: identity.cert, key: identity.key } : {}),
       minVersion: 'TLSv1.2',
       maxCachedSessions: 0,
       ...(trust.kind === 'ca' && trust.ca ? { ca: trust.ca } : {}),
@@ -195,7 +217,7 @@ export class HttpsBackend implements Backend {
       try {
         res = await this.pool.request({
           ...opts,
-          headers: { ...opts.headers, authorization: this.auth },
+          headers: { ...opts.headers, ...this.auth },
           // A fresh stream per attempt: a retried PUT sends the whole body again.
           ...(body ? { body: body.length === 1 ? body[0]! : Readable.from(body, { objectMode: false }) } : {}),
         });
@@ -222,7 +244,7 @@ export class HttpsBackend implements Backend {
     const msg = body.message ?? `HTTP ${status}`;
     switch (status) {
       case 401:
-        return new ForbiddenError(`the server refused the token (${msg}); check STOWAGE_TOKEN or --token-file`);
+        return new ForbiddenError(`the server refused the credential (${msg}); check STOWAGE_TOKEN, --token-file or --client-cert`);
       case 403:
       case 413:
       case 429:

@@ -12,6 +12,9 @@ export interface BackendOptions {
   readonly tokenFile?: string;
   readonly serverFingerprint?: string;
   readonly caFile?: string;
+  /** Mutual TLS: a certificate from `stowage serve client add`, and its key. */
+  readonly clientCert?: string;
+  readonly clientKey?: string;
 }
 
 export async function openBackend(location: string, opts: BackendOptions): Promise<Backend> {

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { pino } from 'pino';
 import { openHttpsBackend, type HttpsBackend } from '../../core/backends/https.ts';
 import type { BanPolicy } from '../../server/ban-list.ts';
-import type { Limits } from '../../server/api.ts';
+import type { ClientCertMode, Limits } from '../../server/api.ts';
 import { type RunningServer, startServer, stateDirOf } from '../../server/server.ts';
 import { RepoSettings } from '../../server/settings.ts';
 import { type Role, TokenStore } from '../../server/tokens.ts';
@@ -30,12 +30,20 @@ export interface TestServer extends RunningServer {
 
 export async function startTestServer(
   t: ExecutionContext,
-  opts: { limits?: Partial<Limits>; ban?: Partial<BanPolicy>; dataDir?: string } = {},
+  opts: { limits?: Partial<Limits>; ban?: Partial<BanPolicy>; dataDir?: string; clientCerts?: ClientCertMode } = {},
 ): Promise<TestServer> {
   const dataDir = opts.dataDir ?? path.join(await tempDir(t), 'server');
   const logFile = path.join(path.dirname(dataDir), `server-${randomBytes(4).toString('hex')}.log`);
   const log = pino({ base: null }, pino.destination({ dest: logFile, sync: true }));
-  const running = await startServer({ dataDir, host: '127.0.0.1', port: 0, log, ...(opts.limits ? { limits: opts.limits } : {}), ...(opts.ban ? { ban: opts.ban } : {}) });
+  const running = await startServer({
+    dataDir,
+    host: '127.0.0.1',
+    port: 0,
+    log,
+    ...(opts.limits ? { limits: opts.limits } : {}),
+    ...(opts.ban ? { ban: opts.ban } : {}),
+    ...(opts.clientCerts ? { clientCerts: opts.clientCerts } : {}),
+  });
   t.teardown(() => running.close());
   const state = stateDirOf(dataDir);
   const server: TestServer = {
