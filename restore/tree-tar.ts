@@ -7,6 +7,7 @@
  */
 import { Readable } from 'node:stream';
 import { pack as tarPack, type Pack } from 'tar-stream';
+import { UnsafePathError } from '../core/errors.ts';
 import { blobIntegrityError, type Repository } from '../core/repository.ts';
 import type { SealPool } from '../core/seal-pool.ts';
 import { type TreeNode, loadTree, nameBytes, targetBytes } from '../core/tree.ts';
@@ -43,9 +44,13 @@ export function tarFromTree(repo: Repository, pool: SealPool, treeId: string, st
 }
 
 async function checkNames(repo: Repository, treeId: string, prefix: string): Promise<void> {
+  const seen = new Set<string>();
   for (const n of (await loadTree(repo, treeId)).nodes) {
     const raw = nameBytes(n);
     checkName(raw, prefix);
+    // A name twice (a symlink, then a directory through it) could aim later entries elsewhere.
+    if (seen.has(raw.toString('latin1'))) throw new UnsafePathError(`refusing tree ${treeId.slice(0, 12)}: it names ${JSON.stringify(n.name)} twice in ${prefix || '/'}`);
+    seen.add(raw.toString('latin1'));
     if (n.type === 'dir' && n.subtree) await checkNames(repo, n.subtree, `${prefix}${raw.toString('utf8')}/`);
   }
 }

@@ -111,3 +111,23 @@ test('a tree becomes a tar with relative names, modes and links kept', async (t)
     await repo.close();
   }
 });
+
+test('a tree naming an entry twice (a symlink out, then a directory through it) is refused before any byte goes out', async (t) => {
+  const { repo } = await newRepo(t);
+  const pool = new SealPool(repo.poolKeys(), null);
+  try {
+    const inner = await saveTree(repo, [{ name: 'passwd', type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: '0', size: 0, content: [] }]);
+    const root = await saveTree(repo, [
+      { name: 'escape', type: 'symlink', mode: 0o777, uid: 0, gid: 0, mtime: '0', target: '../../../etc' },
+      { name: 'escape', type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: '0', subtree: inner },
+    ]);
+    await repo.flush();
+    await repo.loadIndex();
+    const tar = tarFromTree(repo, pool, root);
+    t.deepEqual(await names(tar.stream).catch(() => []), []);
+    await t.throwsAsync(tar.done, { instanceOf: UnsafePathError, message: /names "escape" twice/ });
+  } finally {
+    await pool.close();
+    await repo.close();
+  }
+});

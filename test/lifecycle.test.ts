@@ -313,15 +313,22 @@ test('prune refuses when the index lacks blobs that snapshots use', async (t) =>
   t.true((await duBytes(dir)) >= before, 'nothing was deleted');
 });
 
-test.serial('three backups at once into one repository all succeed; a prune meanwhile refuses, or with --wait runs after them', async (t) => {
+for (const where of ['local', 'server'] as const) {
+test.serial(`three backups at once into one repository all succeed; a prune meanwhile refuses, or with --wait runs after them (${where})`, async (t) => {
   const work = await tempDir(t);
   const srcs = [1, 2, 3].map((i) => path.join(work, `host${i}`));
   srcs.forEach((s, i) => generate(s, 48, 60 + i));
-  const dir = path.join(work, 'repo');
-  const env = cliEnv(work);
+  let dir = path.join(work, 'repo');
+  let env = cliEnv(work);
+  let locks = path.join(dir, 'locks');
+  if (where === 'server') {
+    const server = await startTestServer(t);
+    dir = `${server.url}/web`;
+    env = { ...env, STOWAGE_CONFIG_DIR: path.join(work, 'cfg'), STOWAGE_SERVER_FINGERPRINT: server.fingerprint, STOWAGE_TOKEN: await server.token('web', 'admin') };
+    locks = path.join(server.dataDir, 'repos', 'web', 'locks');
+  }
   t.is((await stowage(['-r', dir, 'init'], env)).code, 0);
   const runs = srcs.map((s, i) => stowage(['-r', dir, 'backup', '--host', `host${i + 1}`, s], env));
-  const locks = path.join(dir, 'locks');
   const deadline = Date.now() + 60_000;
   while (fs.readdirSync(locks).filter((n) => /^[0-9a-f]{64}$/.test(n)).length === 0) {
     if (Date.now() > deadline) return t.fail(`no backup took a lock: ${JSON.stringify(await Promise.all(runs))}`);
@@ -343,6 +350,7 @@ test.serial('three backups at once into one repository all succeed; a prune mean
   }
   t.is((await stowage(['-r', dir, 'check', '--read-data'], env)).code, 0);
 });
+}
 
 test('diff lists added, removed, modified and metadata-only changes', async (t) => {
   const work = await tempDir(t);
