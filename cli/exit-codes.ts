@@ -18,6 +18,7 @@ export const EXIT = {
   NO_SPACE: 16,
   DOCKER: 17,
   SERVER_IDENTITY: 18,
+  STALE: 19,
   INTERRUPTED: 130,
 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
@@ -37,6 +38,7 @@ export const EXIT_MEANINGS: Record<ExitCode, string> = {
   16: 'no space left on the disk being written',
   17: 'the Docker Engine failed or cannot be reached',
   18: "the server's TLS certificate is not the pinned one (or not trusted): nothing was sent",
+  19: 'status: a job has not succeeded within --max-age',
   130: 'interrupted (SIGINT or SIGTERM)',
 };
 

@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { isStowageError } from '../core/errors.ts';
+import { runCleanups } from '../core/cleanup.ts';
 import { RepositoryLock } from '../core/lock.ts';
 import { LocalBackend } from '../core/backends/local.ts';
 import { PROGRAM_VERSION } from '../core/version.ts';
@@ -153,6 +154,21 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .argument('<to>', 'snapshot ID, prefix or "latest"')
     .action((a, b, _o, c) => run(() => import('./commands/diff.ts') as never, [a, b, c]));
 
+  cmd('daemon', 'run the jobs of the config file on their schedules')
+    .option('--config <file>', 'config file (default: $STOWAGE_CONFIG or /etc/stowage/config.yaml)')
+    .action((o, c) => run(() => import('./commands/daemon.ts') as never, [o, c]));
+
+  cmd('config', 'check the config file')
+    .argument('<action>', 'check')
+    .option('--config <file>', 'config file (default: $STOWAGE_CONFIG or /etc/stowage/config.yaml)')
+    .option('--offline', 'do not try to open the repository')
+    .action((a, o, c) => run(() => import('./commands/config.ts') as never, [a, o, c]));
+
+  cmd('status', "the last run of each configured job; exit 19 when one is older than --max-age")
+    .option('--config <file>', 'config file (default: $STOWAGE_CONFIG or /etc/stowage/config.yaml)')
+    .option('--max-age <duration>', 'e.g. 26h')
+    .action((o, c) => run(() => import('./commands/status.ts') as never, [o, c]));
+
   const serve = cmd('serve', 'run the TLS-only backup server (holds no key), or manage its tokens and quotas')
     .option('--data <dir>', 'server data directory (default: $STOWAGE_SERVER_DATA or /var/lib/stowage)')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8443')
@@ -163,6 +179,7 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .option('--ban-after <n>', 'failed authentications from one address before a ban', '10')
     .option('--ban-for <duration>', 'how long a ban lasts', '15m')
     .option('--client-certs <mode>', 'mutual TLS with certificates from "serve client add": off, optional or required', 'off')
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)')
     .action((o, c) => run(() => import('./commands/serve.ts') as never, [o, c]));
   const token = serve.command('token').description('manage access tokens (the server may be running)');
   token
@@ -272,7 +289,9 @@ function installSignalHandlers(): void {
       );
       return;
     }
-    void RepositoryLock.releaseAll().finally(() => {
+    void runCleanups()
+      .then(() => RepositoryLock.releaseAll())
+      .finally(() => {
       LocalBackend.abandonWrites();
       process.exit(EXIT.INTERRUPTED);
     });

@@ -13,6 +13,7 @@ import { ApiError, notFound } from './errors.ts';
 import type { RepoSettings } from './settings.ts';
 import { type ObjectKey, type Store, isValidRepoName } from './store.ts';
 import type { TLSSocket } from 'node:tls';
+import type { Metrics } from '../core/metrics.ts';
 import type { ClientAuthority } from './client-certs.ts';
 import type { Role, TokenStore } from './tokens.ts';
 
@@ -47,6 +48,7 @@ export interface ApiDeps {
   readonly settings: RepoSettings;
   readonly bans: BanList;
   readonly clients: ClientAuthority | null;
+  readonly metrics?: Metrics;
   readonly clientCertMode: ClientCertMode;
   readonly limits: Limits;
   readonly log: Logger;
@@ -81,6 +83,7 @@ export class Api {
       entry['status'] = res.statusCode;
       entry['ms'] = Number((process.hrtime.bigint() - started) / 1_000_000n);
       this.d.log.info(entry, 'request');
+      this.d.metrics?.inc('stowage_server_requests_total', 'Requests answered, by status code.', 1, { status: String(res.statusCode) });
     });
     this.serve(req, res, addr, entry).catch((e: unknown) => this.fail(req, res, e, entry));
   };
@@ -108,6 +111,7 @@ export class Api {
 
   private async authenticate(req: IncomingMessage, addr: string, entry: Record<string, unknown>): Promise<Principal> {
     const refuse = (message: string): never => {
+      this.d.metrics?.inc('stowage_server_auth_failures_total', 'Requests refused for a missing, wrong or revoked credential.');
       if (this.d.bans.fail(addr)) this.d.log.warn({ client: entry['client'] }, 'address banned after repeated failed authentication');
       throw new ApiError(401, 'unauthorized', message);
     };

@@ -16,7 +16,9 @@ import { pino, type Logger } from 'pino';
 import { Api, type ClientCertMode, DEFAULT_LIMITS, type Limits } from './api.ts';
 import { ClientAuthority } from './client-certs.ts';
 import { BanList, type BanPolicy } from './ban-list.ts';
+import { Metrics } from '../core/metrics.ts';
 import { FsStore } from './fs-store.ts';
+import { listRepos } from './scrub.ts';
 import { loadIdentity } from './identity.ts';
 import { RepoSettings } from './settings.ts';
 import type { Store } from './store.ts';
@@ -31,6 +33,8 @@ export interface ServerOptions {
   readonly keyFile?: string;
   readonly limits?: Partial<Limits>;
   readonly ban?: Partial<BanPolicy>;
+  /** Prometheus metrics on a separate plain-HTTP listener (opt-in; they carry no secrets). */
+  readonly metricsListen?: { host: string; port: number };
   /** Mutual TLS with certificates from `stowage serve client add` (default off). */
   readonly clientCerts?: ClientCertMode;
   /** Default: JSON lines on stdout at info. */
@@ -44,6 +48,8 @@ export interface RunningServer {
   readonly port: number;
   readonly fingerprint: string;
   readonly generatedIdentity: boolean;
+  /** The metrics listener's port, when one was asked for. */
+  readonly metricsPort: number | null;
   close(): Promise<void>;
 }
 
@@ -93,7 +99,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const clientCertMode = opts.clientCerts ?? 'off';
   const clients = clientCertMode === 'off' ? null : new ClientAuthority(stateDir);
   const clientCa = clients ? await clients.ensureCaCert() : null;
+  const metrics = opts.metricsListen ? new Metrics() : undefined;
+  if (metrics) {
+    metrics.onCollect(async () => {
+      for (const repo of await listRepos(storeDirOf(opts.dataDir))) {
+        if (await store!.hasRepository(repo)) metrics.set('stowage_server_stored_bytes', 'Bytes stored per repository.', await store!.usage(repo), { repo });
+      }
+    });
+  }
+  const metricsServer = metrics && opts.metricsListen ? await metrics.listen(opts.metricsListen.host, opts.metricsListen.port) : null;
   const api = new Api({
+    ...(metrics ? { metrics } : {}),
     store,
     tokens: new TokenStore(stateDir),
     settings: new RepoSettings(stateDir),
@@ -136,7 +152,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     port,
     fingerprint: identity.fingerprint,
     generatedIdentity: identity.generated,
+    metricsPort: metricsServer?.port ?? null,
     close: async () => {
+      await metricsServer?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -21,6 +21,7 @@ export interface ServeOptions {
   readonly banAfter: string;
   readonly banFor: string;
   readonly clientCerts: string;
+  readonly metricsListen?: string;
 }
 
 export function serverDataDir(ctx: Context, given: string | undefined): string {
@@ -56,11 +57,13 @@ export async function run(ctx: Context, opts: ServeOptions): Promise<number> {
     limits: { maxObjectBytes: parseSize(opts.maxObjectSize), maxConcurrent: positiveInt('--max-concurrent', opts.maxConcurrent) },
     ban: { maxFailures: positiveInt('--ban-after', opts.banAfter), banMs: parseDuration(opts.banFor) },
     clientCerts: clientCertMode(opts.clientCerts),
+    ...(opts.metricsListen ? { metricsListen: parseListen(opts.metricsListen) } : {}),
   });
   process.stderr.write(
     `stowage server listening on ${server.url}\n` +
       `certificate fingerprint (SHA-256): ${server.fingerprint}${server.generatedIdentity ? ' (new self-signed certificate)' : ''}\n` +
-      'clients pin it with: stowage init --repo ' + `${server.url}/NAME --server-fingerprint ${server.fingerprint}\n`,
+      'clients pin it with: stowage init --repo ' + `${server.url}/NAME --server-fingerprint ${server.fingerprint}\n` +
+      (server.metricsPort !== null ? `metrics on http://${parseListen(opts.metricsListen!).host}:${server.metricsPort}/metrics\n` : ''),
   );
   return await new Promise<number>((resolve) => {
     setStopHandler(async () => {

@@ -20,6 +20,7 @@ import type { Readable } from 'node:stream';
 import { Archiver, type ArchiveError } from '../archiver.ts';
 import { DockerError, UsageError } from '../errors.ts';
 import { currentUser } from '../idnames.ts';
+import { registerCleanup } from '../cleanup.ts';
 import { RepositoryLock } from '../lock.ts';
 import { type ProgressReporter, newCounters, silentProgress } from '../progress.ts';
 import type { Repository } from '../repository.ts';
@@ -123,6 +124,8 @@ export async function backupContainers(repo: Repository, engine: Engine, opts: C
   const lock = await RepositoryLock.acquire(repo, { exclusive: false, operation: 'backup containers' });
   const pool = new SealPool(repo.poolKeys(), repo);
   const toRestart: Inspect[] = [];
+  // On SIGTERM too: what this backup stopped is started again before the process exits.
+  const unregister = registerCleanup(() => restart(engine, toRestart, errors, progress));
   try {
     progress.phase('loading index');
     const [records] = await Promise.all([listSnapshots(repo), repo.loadIndex()]);
@@ -281,6 +284,7 @@ export async function backupContainers(repo: Repository, engine: Engine, opts: C
     return { id, snapshot, errors, containers: specs.map((s) => s.name), modes };
   } finally {
     await restart(engine, toRestart, errors, progress);
+    unregister();
     await pool.close();
     await lock.release().catch(() => {});
   }
