@@ -121,8 +121,13 @@ export function loadConfigFile(file: string): ConfigFile {
   }
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
-  const where = (keyPath: readonly (string | number)[]): string => {
-    const node = keyPath.length ? (doc.getIn(keyPath, true) as { range?: [number, number, number] } | undefined) : undefined;
+  /** file:line:col of a key's value, or with `atKey` of the key itself. */
+  const where = (keyPath: readonly (string | number)[], atKey = false): string => {
+    let node: { range?: [number, number, number] } | undefined;
+    if (atKey && keyPath.length > 0) {
+      const parent = (keyPath.length > 1 ? doc.getIn(keyPath.slice(0, -1), true) : doc.contents) as { items?: { key?: { value?: unknown; range?: [number, number, number] } }[] } | undefined;
+      node = parent?.items?.find((p) => p.key?.value === keyPath.at(-1))?.key;
+    } else if (keyPath.length > 0) node = doc.getIn(keyPath, true) as { range?: [number, number, number] } | undefined;
     const pos = node?.range ? lines.linePos(node.range[0]) : null;
     return pos ? `${file}:${pos.line}:${pos.col}` : file;
   };
@@ -138,7 +143,7 @@ export function loadConfigFile(file: string): ConfigFile {
     if (issue.code === 'unrecognized_keys') {
       const key = issue.keys[0]!;
       const hint = INLINE_SECRETS[key] ? `secrets are never written in the config: use ${INLINE_SECRETS[key]}` : `check its spelling (docs/operations.md lists every key)`;
-      throw new ConfigError(`${where([...keyPath, key])}: unknown key "${[...keyPath, key].join('.')}": ${hint}`);
+      throw new ConfigError(`${where([...keyPath, key], true)}: unknown key "${[...keyPath, key].join('.')}": ${hint}`);
     }
     const key = keyPath.join('.') || '(top level)';
     throw new ConfigError(`${where(keyPath)}: ${key}: ${issue.message}`);
