@@ -142,7 +142,7 @@ export function loadConfigFile(file: string): ConfigFile {
     const keyPath = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
     if (issue.code === 'unrecognized_keys') {
       const key = issue.keys[0]!;
-      const hint = INLINE_SECRETS[key] ? `secrets are never written in the config: use ${INLINE_SECRETS[key]}` : `check its spelling (docs/operations.md lists every key)`;
+      const hint = INLINE_SECRETS[key] ? `secrets are never written in the config: use ${INLINE_SECRETS[key]}` : `check its spelling (examples/config.yaml shows every key)`;
       throw new ConfigError(`${where([...keyPath, key], true)}: unknown key "${[...keyPath, key].join('.')}": ${hint}`);
     }
     const key = keyPath.join('.') || '(top level)';

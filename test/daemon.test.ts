@@ -250,3 +250,11 @@ test('the server exposes Prometheus metrics that move with requests and auth fai
   t.true([...after.keys()].some((k) => k.startsWith('stowage_server_requests_total{status="201"}')));
   t.true((after.get('stowage_server_stored_bytes{repo="r"}') ?? 0) > 0);
 });
+
+test('the commented example config is a valid config', async (t) => {
+  const { configFileSchema } = await import('../core/config-file.ts');
+  const { parse } = await import('yaml');
+  const { PROJECT_ROOT } = await import('./helpers/dataset.ts');
+  const parsed = configFileSchema.safeParse(parse(fs.readFileSync(path.join(PROJECT_ROOT, 'examples/config.yaml'), 'utf8')));
+  t.true(parsed.success, JSON.stringify(parsed.error?.issues));
+});
