@@ -179,6 +179,7 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .option('--ban-after <n>', 'failed authentications from one address before a ban', '10')
     .option('--ban-for <duration>', 'how long a ban lasts', '15m')
     .option('--client-certs <mode>', 'mutual TLS with certificates from "serve client add": off, optional or required', 'off')
+    .option('--store <url>', 'keep objects in S3-compatible storage: s3://BUCKET[/PREFIX] (endpoint and keys from S3_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)')
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)')
     .action((o, c) => run(() => import('./commands/serve.ts') as never, [o, c]));
   const token = serve.command('token').description('manage access tokens (the server may be running)');

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { UsageError } from '../../core/errors.ts';
 import { parseDuration, parseSize } from '../../core/units.ts';
 import type { ClientCertMode } from '../../server/api.ts';
+import { S3Store, parseS3Url, s3ClientFromEnv } from '../../server/s3-store.ts';
 import { startServer } from '../../server/server.ts';
 import type { Context } from '../context.ts';
 import { setStopHandler } from '../stop.ts';
@@ -22,6 +23,7 @@ export interface ServeOptions {
   readonly banFor: string;
   readonly clientCerts: string;
   readonly metricsListen?: string;
+  readonly store?: string;
 }
 
 export function serverDataDir(ctx: Context, given: string | undefined): string {
@@ -48,7 +50,19 @@ function positiveInt(name: string, text: string): number {
 
 export async function run(ctx: Context, opts: ServeOptions): Promise<number> {
   const { host, port } = parseListen(opts.listen);
+  let store: S3Store | undefined;
+  if (opts.store) {
+    let loc;
+    try {
+      loc = parseS3Url(opts.store);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    store = new S3Store(s3ClientFromEnv(ctx.env), loc, path.join(serverDataDir(ctx, opts.data), 'uploads'));
+    await store.open();
+  }
   const server = await startServer({
+    ...(store ? { store } : {}),
     dataDir: serverDataDir(ctx, opts.data),
     host,
     port,

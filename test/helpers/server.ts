@@ -14,6 +14,7 @@ import type { BanPolicy } from '../../server/ban-list.ts';
 import type { ClientCertMode, Limits } from '../../server/api.ts';
 import { type RunningServer, startServer, stateDirOf } from '../../server/server.ts';
 import { RepoSettings } from '../../server/settings.ts';
+import type { Store } from '../../server/store.ts';
 import { type Role, TokenStore } from '../../server/tokens.ts';
 import { STOWAGE } from './cli.ts';
 import { tempDir } from './tmp.ts';
@@ -30,7 +31,7 @@ export interface TestServer extends RunningServer {
 
 export async function startTestServer(
   t: ExecutionContext,
-  opts: { limits?: Partial<Limits>; ban?: Partial<BanPolicy>; dataDir?: string; clientCerts?: ClientCertMode } = {},
+  opts: { limits?: Partial<Limits>; ban?: Partial<BanPolicy>; dataDir?: string; clientCerts?: ClientCertMode; store?: Store } = {},
 ): Promise<TestServer> {
   const dataDir = opts.dataDir ?? path.join(await tempDir(t), 'server');
   const logFile = path.join(path.dirname(dataDir), `server-${randomBytes(4).toString('hex')}.log`);
@@ -43,6 +44,7 @@ export async function startTestServer(
     ...(opts.limits ? { limits: opts.limits } : {}),
     ...(opts.ban ? { ban: opts.ban } : {}),
     ...(opts.clientCerts ? { clientCerts: opts.clientCerts } : {}),
+    ...(opts.store ? { store: opts.store } : {}),
   });
   t.teardown(() => running.close());
   const state = stateDirOf(dataDir);
@@ -83,7 +85,12 @@ export interface SpawnedServer {
 
 /** `stowage serve` as its own process, for tests that kill it. */
 export async function spawnServer(dataDir: string, port: number, env: NodeJS.ProcessEnv): Promise<SpawnedServer> {
-  const child = spawn(STOWAGE, ['serve', '--data', dataDir, '--listen', `127.0.0.1:${port}`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  return await spawnServerWith(dataDir, port, env, []);
+}
+
+/** `stowage serve` with extra options (--store, …). */
+export async function spawnServerWith(dataDir: string, port: number, env: NodeJS.ProcessEnv, extra: readonly string[]): Promise<SpawnedServer> {
+  const child = spawn(STOWAGE, ['serve', '--data', dataDir, '--listen', `127.0.0.1:${port}`, ...extra], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
