@@ -8,11 +8,10 @@
  * authentication in TLS 1.2 and 1.3).
  */
 import { randomBytes, webcrypto } from 'node:crypto';
-import * as fs from 'node:fs/promises';
-import * as path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { z } from 'zod';
 import { JsonFile } from './json-file.ts';
+import { type StateDoc, type StateLocation, stateDoc } from './state.ts';
 import type { Role } from './tokens.ts';
 
 x509.cryptoProvider.set(webcrypto as never);
@@ -42,25 +41,19 @@ function pem(label: string, der: ArrayBuffer): string {
 }
 
 export class ClientAuthority {
-  private readonly dir: string;
+  private readonly caCertDoc: StateDoc;
+  private readonly caKeyDoc: StateDoc;
   private readonly file: JsonFile<z.infer<typeof fileSchema>>;
 
-  constructor(stateDir: string) {
-    this.dir = stateDir;
-    this.file = new JsonFile(path.join(stateDir, 'clients.json'), fileSchema, () => ({ version: 1, clients: [] }));
-  }
-
-  private get caCertPath(): string {
-    return path.join(this.dir, 'client-ca.crt');
-  }
-
-  private get caKeyPath(): string {
-    return path.join(this.dir, 'client-ca.key');
+  constructor(state: StateLocation) {
+    this.caCertDoc = stateDoc(state, 'client-ca.crt');
+    this.caKeyDoc = stateDoc(state, 'client-ca.key');
+    this.file = new JsonFile(state, 'clients.json', fileSchema, () => ({ version: 1, clients: [] }));
   }
 
   /** The CA certificate (PEM) the server verifies clients against; null before the first `client add`. */
   async caCert(): Promise<string | null> {
-    return await fs.readFile(this.caCertPath, 'utf8').catch(() => null);
+    return (await this.caCertDoc.read())?.text ?? null;
   }
 
   /** The CA certificate, made on first use. */
@@ -72,7 +65,7 @@ export class ClientAuthority {
   private async ensureCa(): Promise<{ cert: x509.X509Certificate; key: Key }> {
     const existing = await this.caCert();
     if (existing) {
-      const keyPem = await fs.readFile(this.caKeyPath, 'utf8');
+      const keyPem = (await this.caKeyDoc.read())?.text ?? '';
       const der = Buffer.from(keyPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
       const key = await webcrypto.subtle.importKey('pkcs8', der, ED25519, false, ['sign']);
       return { cert: new x509.X509Certificate(existing), key };
@@ -88,9 +81,9 @@ export class ClientAuthority {
       signingAlgorithm: ED25519,
       extensions: [new x509.BasicConstraintsExtension(true, 0, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true)],
     });
-    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await fs.writeFile(this.caKeyPath, pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)), { mode: 0o600, flag: 'wx' });
-    await fs.writeFile(this.caCertPath, cert.toString('pem') + '\n', { mode: 0o600, flag: 'wx' });
+    // Key first, create-only: two servers making a CA at once cannot mix halves (the loser uses the winner's).
+    if (!(await this.caKeyDoc.write(pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)), null))) return await new Promise((r) => setTimeout(r, 100)).then(() => this.ensureCa());
+    await this.caCertDoc.write(cert.toString('pem') + '\n', null);
     return { cert, key: keys.privateKey };
   }
 

@@ -1,70 +1,64 @@
 /**
- * A small JSON state file of the server (tokens, repository settings):
- * written atomically with mode 0600, re-read when another process (the
- * `serve token` command) changed it, at most once a second.
+ * A small JSON state document of the server (tokens, repository settings,
+ * client certificates) over a StateDoc: a file in the state directory or an
+ * object in the S3 store. Re-read when it changed (another process, such as
+ * `serve token add` or another server, wrote it), looking at most once per
+ * the document's recheck interval; updated by compare-and-swap.
  */
-import { randomBytes } from 'node:crypto';
-import * as fs from 'node:fs/promises';
-import * as path from 'node:path';
 import type { z } from 'zod';
-
-const RECHECK_MS = 1000;
+import { type StateDoc, type StateLocation, stateDoc } from './state.ts';
 
 export class JsonFile<T> {
-  private readonly file: string;
+  private readonly doc: StateDoc;
   private readonly schema: z.ZodType<T>;
   private readonly empty: () => T;
+  private readonly name: string;
   private value: T | null = null;
-  private mtimeMs = -1;
+  private version: string | null = null;
   private checkedAt = 0;
 
-  constructor(file: string, schema: z.ZodType<T>, empty: () => T) {
-    this.file = file;
+  constructor(loc: StateLocation, name: string, schema: z.ZodType<T>, empty: () => T) {
+    this.doc = stateDoc(loc, name);
+    this.name = name;
     this.schema = schema;
     this.empty = empty;
   }
 
   /**
-   * The current contents, re-read if the file changed since last time;
-   * `fresh` checks the file now rather than trusting the last second's look.
+   * The current contents, re-read if they changed since last time; `fresh`
+   * looks now rather than trusting the last look.
    */
   async get(fresh = false): Promise<T> {
     const now = Date.now();
-    if (!fresh && this.value !== null && now - this.checkedAt < RECHECK_MS) return this.value;
+    if (!fresh && this.value !== null && now - this.checkedAt < this.doc.recheckMs) return this.value;
     this.checkedAt = now;
-    let mtimeMs: number;
-    try {
-      mtimeMs = (await fs.stat(this.file)).mtimeMs;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    const version = await this.doc.version();
+    if (this.value !== null && version === this.version) return this.value;
+    const got = await this.doc.read();
+    if (!got) {
       this.value = this.empty();
-      this.mtimeMs = -1;
+      this.version = null;
       return this.value;
     }
-    if (this.value === null || mtimeMs !== this.mtimeMs) {
-      const parsed = this.schema.safeParse(JSON.parse(await fs.readFile(this.file, 'utf8')));
-      if (!parsed.success) throw new Error(`${this.file} is damaged: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
-      this.value = parsed.data;
-      this.mtimeMs = mtimeMs;
-    }
+    const parsed = this.schema.safeParse(JSON.parse(got.text));
+    if (!parsed.success) throw new Error(`server state ${this.name} is damaged: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+    this.value = parsed.data;
+    this.version = got.version;
     return this.value;
   }
 
-  /** Applies fn to a fresh read and writes the result atomically. */
+  /** Applies fn to the stored value and writes the result; retried when another writer got there first. */
   async update(fn: (v: T) => T): Promise<T> {
-    this.value = null;
-    const next = fn(await this.get());
-    await fs.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.tmp-${randomBytes(6).toString('hex')}`;
-    const fh = await fs.open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(next, null, 2) + '\n');
-      await fh.sync();
-    } finally {
-      await fh.close();
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const got = await this.doc.read();
+      const current = got ? this.schema.parse(JSON.parse(got.text)) : this.empty();
+      const next = fn(current);
+      if (await this.doc.write(JSON.stringify(next, null, 2) + '\n', got?.version ?? null)) {
+        this.value = null;
+        return next;
+      }
+      await new Promise((r) => setTimeout(r, 20 + Math.random() * 80));
     }
-    await fs.rename(tmp, this.file);
-    this.value = null;
-    return next;
+    throw new Error(`server state ${this.name}: too many concurrent updates; try again`);
   }
 }

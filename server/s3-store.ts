@@ -30,6 +30,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { type ObjectType, isValidName } from '../core/backend.ts';
 import { ApiError, noRepository, notFound } from './errors.ts';
+import type { StateLocation } from './state.ts';
 import type { ListPage, ObjectKey, PutOutcome, Store, StoredObject } from './store.ts';
 
 export interface S3Location {
@@ -248,6 +249,10 @@ export class S3Store implements Store {
   private addUsage(repo: string, delta: number): void {
     const u = this.usages.get(repo);
     if (u) this.usages.set(repo, u.then((n) => n + delta));
+  }
+
+  sharedState(): StateLocation {
+    return { s3: this.client, bucket: this.loc.bucket, prefix: this.loc.prefix };
   }
 
   async close(): Promise<void> {

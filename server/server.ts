@@ -21,6 +21,7 @@ import { FsStore } from './fs-store.ts';
 import { listRepos } from './scrub.ts';
 import { loadIdentity } from './identity.ts';
 import { RepoSettings } from './settings.ts';
+import type { StateLocation } from './state.ts';
 import type { Store } from './store.ts';
 import { TokenStore } from './tokens.ts';
 
@@ -96,8 +97,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     store = fsStore;
   }
   const log = opts.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
+  // Tokens, quotas and client certificates live with the objects when the store is shared (S3).
+  const state: StateLocation = store.sharedState?.() ?? stateDir;
   const clientCertMode = opts.clientCerts ?? 'off';
-  const clients = clientCertMode === 'off' ? null : new ClientAuthority(stateDir);
+  const clients = clientCertMode === 'off' ? null : new ClientAuthority(state);
   const clientCa = clients ? await clients.ensureCaCert() : null;
   const metrics = opts.metricsListen ? new Metrics() : undefined;
   if (metrics) {
@@ -111,8 +114,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const api = new Api({
     ...(metrics ? { metrics } : {}),
     store,
-    tokens: new TokenStore(stateDir),
-    settings: new RepoSettings(stateDir),
+    tokens: new TokenStore(state),
+    settings: new RepoSettings(state),
     bans: new BanList({ ...DEFAULT_BAN, ...opts.ban }),
     clients,
     clientCertMode,

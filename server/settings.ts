@@ -2,6 +2,7 @@
 import * as path from 'node:path';
 import { z } from 'zod';
 import { JsonFile } from './json-file.ts';
+import type { StateLocation } from './state.ts';
 
 const fileSchema = z.object({
   version: z.literal(1),
@@ -12,8 +13,8 @@ type SettingsFile = z.infer<typeof fileSchema>;
 export class RepoSettings {
   private readonly file: JsonFile<SettingsFile>;
 
-  constructor(stateDir: string) {
-    this.file = new JsonFile(path.join(stateDir, 'repos.json'), fileSchema, () => ({ version: 1, repos: {} }));
+  constructor(state: StateLocation) {
+    this.file = new JsonFile(state, 'repos.json', fileSchema, () => ({ version: 1, repos: {} }));
   }
 
   /** The repository's quota in bytes, or null for none. */

@@ -8,6 +8,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { ObjectType } from '../core/backend.ts';
+import type { StateLocation } from './state.ts';
 
 export interface ObjectKey {
   readonly repo: string;
@@ -51,6 +52,8 @@ export interface Store {
   /** Bytes stored in the repository, for quotas. */
   usage(repo: string): Promise<number>;
   close(): Promise<void>;
+  /** Where servers sharing this store keep their state (tokens, quotas, client certificates); absent: the local state directory. */
+  sharedState?(): StateLocation;
 }
 
 const REPO_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;

@@ -13,6 +13,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { JsonFile } from './json-file.ts';
+import type { StateLocation } from './state.ts';
 
 export type Role = 'append' | 'admin';
 export const ROLES: readonly Role[] = ['append', 'admin'];
@@ -40,8 +41,8 @@ function hashSecret(secret: string): Buffer {
 export class TokenStore {
   private readonly file: JsonFile<TokenFile>;
 
-  constructor(stateDir: string) {
-    this.file = new JsonFile(path.join(stateDir, 'tokens.json'), fileSchema, () => ({ version: 1, tokens: [] }));
+  constructor(state: StateLocation) {
+    this.file = new JsonFile(state, 'tokens.json', fileSchema, () => ({ version: 1, tokens: [] }));
   }
 
   /** Makes a token; the returned string is the only time it exists in clear. */

@@ -58,3 +58,42 @@ test('radosgw stopped in the middle of a backup: a clear error, a valid reposito
   t.deepEqual(compareTrees(src, path.join(work, 'out', src)), []);
   t.is((await stowage(['-r', url, 'check', '--read-data'], clientEnv)).code, 0);
 });
+
+test('two servers over one bucket: backup through one and restore through the other, concurrent backups, a revocation seen by both', async (t) => {
+  if (!requireCeph(t)) return;
+  const work = await tempDir(t);
+  const env = testEnv({ ...rgw!.env, STOWAGE_CONFIG_DIR: path.join(work, 'cfg'), STOWAGE_CACHE_DIR: path.join(work, 'cache') });
+  const store = ['--store', `s3://stowage-shared/${randomBytes(4).toString('hex')}`];
+  const a = await spawnServerWith(path.join(work, 'a'), await freePort(), env, store);
+  const b = await spawnServerWith(path.join(work, 'b'), await freePort(), env, store);
+  t.teardown(() => Promise.all([a.stop(), b.stop()]).then(() => {}));
+  // Added through server a's side of the store; server b has never seen a token file.
+  const add = await stowage(['serve', '--data', path.join(work, 'a'), ...store, '--json', 'token', 'add', '--repo', 'web1', '--role', 'append'], env);
+  t.is(add.code, 0, add.stderr);
+  const token = JSON.parse(add.stdout.trim()).token as string;
+  const via = (s: typeof a): NodeJS.ProcessEnv => ({ ...env, STOWAGE_TOKEN: token, STOWAGE_SERVER_FINGERPRINT: s.fingerprint, STOWAGE_CACHE_DIR: path.join(work, `cache-${s.url.split(':').at(-1)}`) });
+  t.is((await stowage(['-r', `${a.url}/web1`, 'init'], via(a))).code, 0);
+  const srcs = [path.join(work, 'one'), path.join(work, 'two')];
+  generate(srcs[0]!, 16, 81);
+  generate(srcs[1]!, 16, 82);
+  const [r1, r2] = await Promise.all([stowage(['-r', `${a.url}/web1`, 'backup', srcs[0]!], via(a)), stowage(['-r', `${b.url}/web1`, 'backup', srcs[1]!], via(b))]);
+  t.is(r1.code, 0, r1.stderr);
+  t.is(r2.code, 0, r2.stderr);
+  for (const [i, src] of srcs.entries()) {
+    // Each restored through the server it was not backed up through.
+    const other = i === 0 ? b : a;
+    const snaps = JSON.parse((await stowage(['-r', `${other.url}/web1`, '--json', 'snapshots', '--path', src], via(other))).stdout) as { id: string }[];
+    const out = path.join(work, `out${i}`);
+    const res = await stowage(['-r', `${other.url}/web1`, 'restore', snaps[0]!.id, '--target', out], via(other));
+    t.is(res.code, 0, res.stderr);
+    t.deepEqual(compareTrees(src, path.join(out, src)), []);
+  }
+  const id = token.split('_')[1]!;
+  t.is((await stowage(['serve', '--data', path.join(work, 'a'), ...store, 'token', 'revoke', id], env)).code, 0);
+  // Documented cache lifetime of shared state: 5 s.
+  await new Promise((r) => setTimeout(r, 5500));
+  for (const s of [a, b]) {
+    const refused = await stowage(['-r', `${s.url}/web1`, 'snapshots'], via(s));
+    t.is(refused.code, 15, `${s.url}: ${refused.stderr}`);
+  }
+});
