@@ -72,7 +72,11 @@ export async function restoreHost(o: HostRestoreOptions): Promise<HostRestoreRep
 
   await step('images', async () => {
     for (const img of o.plan.images) {
-      if (img.action === 'present') continue;
+      if (img.action === 'present') {
+        // An earlier run may have been stopped between loading and tagging.
+        await ensureTags(docker, img.ref);
+        continue;
+      }
       if (img.action === 'pull' && (await tryPull(docker, img.ref))) {
         report.created.push(`image ${img.ref.tags[0] ?? img.ref.id}`);
         continue;
@@ -187,6 +191,14 @@ async function tryPull(docker: Docker, ref: ImageRef): Promise<boolean> {
   return false;
 }
 
+/** Tags the image as it was tagged at backup time, where the tag is free; a tag used by another image is left alone. */
+async function ensureTags(docker: Docker, ref: ImageRef): Promise<void> {
+  for (const tag of ref.tags) {
+    const holder = await docker.getImage(tag).inspect().then((i) => i.Id).catch(() => null);
+    if (holder === null) await tagImage(docker, ref.id, tag);
+  }
+}
+
 async function tagImage(docker: Docker, id: string, tag: string): Promise<void> {
   const i = tag.lastIndexOf(':');
   const slash = tag.lastIndexOf('/');
@@ -205,7 +217,7 @@ async function loadImage(o: HostRestoreOptions, ref: ImageRef): Promise<void> {
   if (/"error"/.test(out)) throw new DockerError(`loading image ${ref.tags[0] ?? ref.id}: ${out.slice(0, 500)}`);
   const loaded = await o.engine.docker.getImage(ref.id).inspect().catch(() => null);
   if (!loaded) throw new DockerError(`image ${ref.id} was loaded but the Engine does not have it: ${out.slice(0, 300)}`);
-  for (const tag of ref.tags) await tagImage(o.engine.docker, ref.id, tag);
+  await ensureTags(o.engine.docker, ref);
 }
 
 function networkCreate(n: NetworkSpec): Docker.NetworkCreateOptions {
