@@ -82,6 +82,7 @@ const tools: Tool[] = [
   },
 ];
 if (!args.includes('--no-server')) tools.push(await serverTool());
+if (!args.includes('--no-server') && have('radosgw')) tools.push(await serverTool('s3'));
 if (have('restic')) {
   tools.push({
     name: 'restic',
@@ -111,11 +112,23 @@ async function startLatencyProxy(targetPort: number, oneWayMs: number): Promise<
 }
 
 /** stowage through `stowage serve` on loopback: same machine, same disk, real TLS. */
-async function serverTool(): Promise<Tool> {
-  const dataDir = path.join(work, 'server');
+async function serverTool(store: 'fs' | 's3' = 'fs'): Promise<Tool> {
+  const dataDir = path.join(work, store === 's3' ? 'server-s3' : 'server');
   fs.rmSync(dataDir, { recursive: true, force: true });
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(stowage, ['serve', '--data', dataDir, '--listen', `127.0.0.1:${port}`], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let serverEnv: NodeJS.ProcessEnv = env;
+  const extra: string[] = [];
+  if (store === 's3') {
+    // Ceph's radosgw (memstore OSD) through the test suite's script, stopped when the benchmark ends.
+    const rgwData = path.join(work, 'rgw');
+    const rgwEnv = { ...process.env, RGW_DATA: rgwData, RGW_PORT: String(port + 1), MON_PORT: String(port + 2) };
+    execFileSync(path.join(root, 'test/helpers/rgw.sh'), ['stop'], { env: rgwEnv, stdio: 'ignore' });
+    const out = execFileSync(path.join(root, 'test/helpers/rgw.sh'), ['start'], { env: rgwEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    process.on('exit', () => execFileSync(path.join(root, 'test/helpers/rgw.sh'), ['stop'], { env: rgwEnv, stdio: 'ignore' }));
+    serverEnv = { ...env, ...Object.fromEntries(out.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])) };
+    extra.push('--store', 's3://stowage-bench/bench');
+  }
+  const child = spawn(stowage, ['serve', '--data', dataDir, '--listen', `127.0.0.1:${port}`, ...extra], { env: serverEnv, stdio: ['ignore', 'ignore', 'pipe'] });
   process.on('exit', () => child.kill());
   let err = '';
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
@@ -129,14 +142,15 @@ async function serverTool(): Promise<Tool> {
     }, 20);
     child.on('close', () => reject(new Error(`stowage serve exited: ${err}`)));
   });
-  const added = execFileSync(stowage, ['serve', '--data', dataDir, 'token', 'add', '--repo', 'bench', '--role', 'append', '--json'], { env, encoding: 'utf8' });
+  const added = execFileSync(stowage, ['serve', '--data', dataDir, ...extra, 'token', 'add', '--repo', 'bench', '--role', 'append', '--json'], { env: serverEnv, encoding: 'utf8' });
   const token = (JSON.parse(added.trim().split('\n').at(-1)!) as { token: string }).token;
   const toolEnv = { STOWAGE_TOKEN: token, STOWAGE_SERVER_FINGERPRINT: fingerprint, STOWAGE_CACHE_DIR: path.join(work, 'stowage-server-cache') };
   const clientPort = rttMs > 0 ? await startLatencyProxy(port, rttMs / 2) : port;
   const url = `https://127.0.0.1:${clientPort}/bench`;
   return {
-    name: 'stowage-server',
-    storage: path.join(dataDir, 'repos', 'bench'),
+    name: store === 's3' ? 'stowage-server-s3' : 'stowage-server',
+    // On S3 the objects are in Ceph's memory: the size columns of that row are not measured (0).
+    storage: store === 'fs' ? path.join(dataDir, 'repos', 'bench') : fs.mkdtempSync(path.join(work, 's3-not-measured-')),
     env: toolEnv,
     init: () => execFileSync(stowage, ['-r', url, 'init', '-q'], { env: { ...env, ...toolEnv }, stdio: 'ignore' }),
     backup: (_repo, d) => [stowage, '-r', url, 'backup', d],
@@ -253,7 +267,14 @@ if (viaServer) {
   console.log(`  incremental backup: ${(s['incremental']! / viaServer['incremental']!).toFixed(2)}`);
   console.log(`  restore: ${(s['restore']! / viaServer['restore']!).toFixed(2)}`);
 }
+const viaS3 = results['stowage-server-s3'];
+if (viaServer && viaS3) {
+  console.log('\nThrough the server onto S3 (radosgw, memstore) against onto its filesystem store (fs time / S3 time):');
+  console.log(`  initial backup: ${(viaServer['initial']! / viaS3['initial']!).toFixed(2)} (${(sizeMib / viaS3['initial']!).toFixed(0)} vs ${(sizeMib / viaServer['initial']!).toFixed(0)} MiB/s)`);
+  console.log(`  restore: ${(viaServer['restore']! / viaS3['restore']!).toFixed(2)}`);
+}
 const others = Object.entries(results).filter(([n]) => !n.startsWith('stowage'));
+void viaS3;
 if (others.length > 0) {
   console.log('\nRatios (stowage / other; below 1 is better for stowage):');
   const fastest = Math.min(...others.map(([, r]) => r['initial']!));
