@@ -154,6 +154,18 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .argument('<to>', 'snapshot ID, prefix or "latest"')
     .action((a, b, _o, c) => run(() => import('./commands/diff.ts') as never, [a, b, c]));
 
+  cmd('copy', 'copy snapshots, with everything they reference, to another repository')
+    .argument('[snapshot...]', 'snapshots to copy (default: all)')
+    .option('--to <location>', 'the target repository')
+    .option('--to-password-file <file>', "the target's passphrase (default: $STOWAGE_TO_PASSWORD)")
+    .option('--to-password-command <cmd>', "a command printing the target's passphrase")
+    .option('--to-token-file <file>', "the target server's token (default: $STOWAGE_TO_TOKEN)")
+    .option('--to-server-fingerprint <sha256>', "pin the target server's certificate")
+    .option('--to-ca-file <file>', "trust this CA for the target server")
+    .option('--to-client-cert <file>', 'client certificate for the target server')
+    .option('--to-client-key <file>', 'its key')
+    .action((ids, o, c) => run(() => import('./commands/copy.ts') as never, [ids, o, c]));
+
   cmd('daemon', 'run the jobs of the config file on their schedules')
     .option('--config <file>', 'config file (default: $STOWAGE_CONFIG or /etc/stowage/config.yaml)')
     .action((o, c) => run(() => import('./commands/daemon.ts') as never, [o, c]));

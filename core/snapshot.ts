@@ -45,6 +45,8 @@ export const snapshotSchema = z.object({
   errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
   /** Container-aware backups: specs, networks, volumes, images (docs/containers.md). */
   docker: z.unknown().optional(),
+  /** Set by `copy`: the ID of the snapshot this one was copied from, in the source repository. */
+  copiedFrom: z.string().optional(),
 });
 export type Snapshot = z.infer<typeof snapshotSchema>;
 
