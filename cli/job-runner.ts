@@ -79,6 +79,7 @@ export class JobRunner {
   }
 
   private backupArgs(job: JobConfig): string[] {
+    if (job.copy_to) return copyArgs(job.copy_to);
     const a = ['backup'];
     if (job.paths?.length) a.push(...job.paths);
     if (job.containers) a.push('--containers', ...(job.containers === 'all' ? ['all'] : job.containers));
@@ -115,7 +116,9 @@ export class JobRunner {
           : (run.error ?? `exit ${run.code}`)
         : result === 'partial'
           ? 'the snapshot is partial: some entries could not be read (see errors)'
-          : 'backup completed';
+          : job.copy_to
+            ? `copy to ${job.copy_to.repository} completed`
+            : 'backup completed';
     const summary = run.summary ?? {};
     if (result !== 'failure' && job.forget && !this.stopping) {
       const f = await this.withRetries(job, forgetArgs(job), deadline);
@@ -152,6 +155,18 @@ export class JobRunner {
       attempts,
     };
   }
+}
+
+function copyArgs(c: NonNullable<JobConfig['copy_to']>): string[] {
+  const a = ['copy', '--to', c.repository];
+  if (c.password_file) a.push('--to-password-file', c.password_file);
+  if (c.password_command) a.push('--to-password-command', c.password_command);
+  if (c.token_file) a.push('--to-token-file', c.token_file);
+  if (c.server_fingerprint) a.push('--to-server-fingerprint', c.server_fingerprint);
+  if (c.ca_file) a.push('--to-ca-file', c.ca_file);
+  if (c.client_cert) a.push('--to-client-cert', c.client_cert);
+  if (c.client_key) a.push('--to-client-key', c.client_key);
+  return a;
 }
 
 function forgetArgs(job: JobConfig): string[] {

@@ -65,10 +65,27 @@ const jobSchema = z
     retry_for: duration.optional(),
     forget: forgetSchema.optional(),
     check: z.object({ schedule, subset: z.string() }).strict().optional(),
+    /** A copy job: every snapshot not yet there goes to this second repository (3-2-1). */
+    copy_to: z
+      .object({
+        repository: z.string().min(1),
+        password_file: z.string().optional(),
+        password_command: z.string().optional(),
+        token_file: z.string().optional(),
+        server_fingerprint: z.string().optional(),
+        ca_file: z.string().optional(),
+        client_cert: z.string().optional(),
+        client_key: z.string().optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
-  .refine((j) => !!(j.paths?.length || j.containers || j.labels?.length || j.compose_project), {
-    message: 'a job backs up something: give paths, containers, labels or compose_project',
+  .refine((j) => !!(j.paths?.length || j.containers || j.labels?.length || j.compose_project || j.copy_to), {
+    message: 'a job backs up something (paths, containers, labels or compose_project) or copies (copy_to)',
+  })
+  .refine((j) => !(j.copy_to && (j.paths?.length || j.containers || j.labels?.length || j.compose_project)), {
+    message: 'a job backs up or copies, not both (make two jobs)',
   })
   .refine((j) => !(j.paths?.length && (j.containers || j.labels?.length || j.compose_project)), {
     message: 'a job backs up paths or containers, not both (make two jobs)',
