@@ -58,6 +58,14 @@ export class FsStore implements Store {
     }
   }
 
+  async listRepositories(): Promise<string[]> {
+    const out: string[] = [];
+    for (const e of await fs.readdir(this.root, { withFileTypes: true }).catch(() => [])) {
+      if (e.isDirectory() && (await this.hasRepository(e.name))) out.push(e.name);
+    }
+    return out.sort();
+  }
+
   async createRepository(repo: string): Promise<'created' | 'exists'> {
     const dir = this.repoDir(repo);
     if (await this.hasRepository(repo)) {

@@ -110,6 +110,22 @@ export class S3Store implements Store {
     return (await this.head(`${this.loc.prefix}${repo}/${MARKER}`)) !== null;
   }
 
+  async listRepositories(): Promise<string[]> {
+    const out: string[] = [];
+    let token: string | undefined;
+    do {
+      const r = await this.client
+        .send(new ListObjectsV2Command({ Bucket: this.loc.bucket, Prefix: this.loc.prefix, Delimiter: '/', ...(token ? { ContinuationToken: token } : {}) }))
+        .catch((e: unknown) => Promise.reject(translate(e)));
+      for (const p of r.CommonPrefixes ?? []) {
+        const name = p.Prefix!.slice(this.loc.prefix.length, -1);
+        if (name !== '_server' && (await this.hasRepository(name))) out.push(name);
+      }
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+    return out.sort();
+  }
+
   async createRepository(repo: string): Promise<'created' | 'exists'> {
     if (await this.hasRepository(repo)) {
       if (await this.head(`${this.loc.prefix}${repo}/config`)) throw new ApiError(409, 'repository-exists', `repository ${repo} already exists`);

@@ -4,7 +4,6 @@
  * (The config is not content-addressed; clients authenticate it.)
  */
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs/promises';
 import { OBJECT_TYPES } from '../core/backend.ts';
 import type { Store } from './store.ts';
 
@@ -54,13 +53,4 @@ export async function scrub(store: Store, repos: readonly string[], onObject?: (
     }
   }
   return { objects, bytes, findings };
-}
-
-/** Repository names in a filesystem store root. */
-export async function listRepos(root: string): Promise<string[]> {
-  try {
-    return (await fs.readdir(root, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name).sort();
-  } catch {
-    return [];
-  }
 }

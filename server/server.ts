@@ -18,7 +18,6 @@ import { ClientAuthority } from './client-certs.ts';
 import { BanList, type BanPolicy } from './ban-list.ts';
 import { Metrics } from '../core/metrics.ts';
 import { FsStore } from './fs-store.ts';
-import { listRepos } from './scrub.ts';
 import { loadIdentity } from './identity.ts';
 import { RepoSettings } from './settings.ts';
 import type { StateLocation } from './state.ts';
@@ -105,8 +104,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const metrics = opts.metricsListen ? new Metrics() : undefined;
   if (metrics) {
     metrics.onCollect(async () => {
-      for (const repo of await listRepos(storeDirOf(opts.dataDir))) {
-        if (await store!.hasRepository(repo)) metrics.set('stowage_server_stored_bytes', 'Bytes stored per repository.', await store!.usage(repo), { repo });
+      for (const repo of await store!.listRepositories()) {
+        metrics.set('stowage_server_stored_bytes', 'Bytes stored per repository.', await store!.usage(repo), { repo });
       }
     });
   }

@@ -36,6 +36,8 @@ export interface Store {
   /** Makes an empty repository; 'exists' if one is there without a config, RepositoryExists (409) if it has one. */
   createRepository(repo: string): Promise<'created' | 'exists'>;
   hasRepository(repo: string): Promise<boolean>;
+  /** Every repository's name (for scrub and metrics). */
+  listRepositories(): Promise<string[]>;
   /**
    * Stores `length` bytes from `body` under key. For every type but config,
    * the SHA-256 of the body must equal the name. Refuses (ApiError) a body

@@ -1,6 +1,7 @@
 /** The server over S3 (Ceph's radosgw, started here): the backend contract holds unchanged. */
 import test from 'ava';
-import { randomBytes } from 'node:crypto';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { createHash, randomBytes } from 'node:crypto';
 import { S3Store, s3ClientFromEnv } from '../server/s3-store.ts';
 import { backendSuite } from './helpers/backend-suite.ts';
 import { type Rgw, haveCeph, requireCeph, startRgw } from './helpers/rgw.ts';
@@ -96,4 +97,25 @@ test('two servers over one bucket: backup through one and restore through the ot
     const refused = await stowage(['-r', `${s.url}/web1`, 'snapshots'], via(s));
     t.is(refused.code, 15, `${s.url}: ${refused.stderr}`);
   }
+});
+
+test('serve scrub re-hashes the objects in the S3 store and names a damaged one', async (t) => {
+  if (!requireCeph(t)) return;
+  const prefix = randomBytes(4).toString('hex');
+  const store = new S3Store(s3ClientFromEnv(rgw!.env), { bucket: 'stowage-scrub', prefix: `${prefix}/` });
+  await store.open();
+  const server = await startTestServer(t, { store });
+  const be = await server.backend('web', 'append');
+  await be.create();
+  const blobs = [randomBytes(3000), randomBytes(4000)];
+  const name = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+  for (const b of blobs) await be.save({ type: 'data', name: name(b) }, b);
+  const env = testEnv(rgw!.env);
+  const args = ['serve', '--data', server.dataDir, '--store', `s3://stowage-scrub/${prefix}`, 'scrub'];
+  t.is((await stowage(args, env)).code, 0);
+  // Rot: the stored bytes change behind the server's back.
+  await s3ClientFromEnv(rgw!.env).send(new PutObjectCommand({ Bucket: 'stowage-scrub', Key: `${prefix}/web/data/${name(blobs[1]!)}`, Body: randomBytes(4000) }));
+  const rot = await stowage(args, env);
+  t.is(rot.code, 13, rot.stderr);
+  t.regex(rot.stdout, new RegExp(`damaged: web: data/${name(blobs[1]!)}`));
 });

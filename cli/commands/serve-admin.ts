@@ -11,7 +11,7 @@ import { parseSize } from '../../core/units.ts';
 import { FsStore } from '../../server/fs-store.ts';
 import { S3Store, parseS3Url, s3ClientFromEnv } from '../../server/s3-store.ts';
 import type { StateLocation } from '../../server/state.ts';
-import { listRepos, scrub as scrubStore } from '../../server/scrub.ts';
+import { scrub as scrubStore } from '../../server/scrub.ts';
 import { stateDirOf, storeDirOf } from '../../server/server.ts';
 import { EXIT } from '../exit-codes.ts';
 import { RepoSettings } from '../../server/settings.ts';
@@ -84,11 +84,11 @@ export async function quota(ctx: Context, size: string): Promise<number> {
   return 0;
 }
 
-/** `stowage serve scrub [--repo NAME]`: re-hashes stored objects; exits 13 when any is damaged. */
+/** `stowage serve scrub [--repo NAME]`: re-hashes stored objects (on disk or in the S3 store); exits 13 when any is damaged. */
 export async function scrub(ctx: Context): Promise<number> {
-  const root = storeDirOf(dataDir(ctx));
-  const store = new FsStore(root);
-  const repos = ctx.global.repo ? [repoName(ctx)] : await listRepos(root);
+  const s3 = (ctx.global as { store?: string }).store;
+  const store = s3 ? new S3Store(s3ClientFromEnv(ctx.env), parseS3Url(s3)) : new FsStore(storeDirOf(dataDir(ctx)));
+  const repos = ctx.global.repo ? [repoName(ctx)] : await store.listRepositories();
   const r = await scrubStore(store, repos);
   ctx.out.result(r, () =>
     [...r.findings.map((f) => `damaged: ${f.repo}: ${f.object}: ${f.problem}`), `scrubbed ${r.objects} objects (${r.bytes} bytes) in ${repos.length} repositories: ${r.findings.length} damaged`].join('\n'),

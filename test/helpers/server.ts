@@ -47,7 +47,8 @@ export async function startTestServer(
     ...(opts.store ? { store: opts.store } : {}),
   });
   t.teardown(() => running.close());
-  const state = stateDirOf(dataDir);
+  // Where this server keeps tokens and quotas: in the S3 store when it has one.
+  const state = opts.store?.sharedState?.() ?? stateDirOf(dataDir);
   const server: TestServer = {
     ...running,
     dataDir,
