@@ -37,9 +37,11 @@ test('radosgw stopped in the middle of a backup: a clear error, a valid reposito
   const dataDir = path.join(work, 'server');
   const port = await freePort();
   const env = testEnv({ ...rgw!.env, STOWAGE_CONFIG_DIR: path.join(work, 'cfg'), STOWAGE_CACHE_DIR: path.join(work, 'cache'), STOWAGE_RETRY_SECONDS: '2' });
-  const server = await spawnServerWith(dataDir, port, env, ['--store', `s3://stowage-kill/${randomBytes(4).toString('hex')}`]);
+  const store = ['--store', `s3://stowage-kill/${randomBytes(4).toString('hex')}`];
+  const server = await spawnServerWith(dataDir, port, env, store);
   t.teardown(() => server.stop());
-  const add = await stowage(['serve', '--data', dataDir, '--json', 'token', 'add', '--repo', 'web1', '--role', 'append'], env);
+  // Tokens live with the objects in the bucket: added with the same --store.
+  const add = await stowage(['serve', '--data', dataDir, ...store, '--json', 'token', 'add', '--repo', 'web1', '--role', 'append'], env);
   const clientEnv = { ...env, STOWAGE_TOKEN: JSON.parse(add.stdout.trim()).token as string, STOWAGE_SERVER_FINGERPRINT: server.fingerprint };
   const url = `${server.url}/web1`;
   t.is((await stowage(['-r', url, 'init'], clientEnv)).code, 0);
