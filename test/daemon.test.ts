@@ -258,3 +258,24 @@ test('the commented example config is a valid config', async (t) => {
   const parsed = configFileSchema.safeParse(parse(fs.readFileSync(path.join(PROJECT_ROOT, 'examples/config.yaml'), 'utf8')));
   t.true(parsed.success, JSON.stringify(parsed.error?.issues));
 });
+
+test('a copy job sends the snapshots to a second repository on schedule', async (t) => {
+  const s = await setup(t);
+  t.teardown(() => s.server.stop());
+  t.is((await stowage(['-r', s.url, '--token-file', s.tokenFile, '--password-file', s.passFile, 'backup', s.src], s.env)).code, 0);
+  const offsite = path.join(s.work, 'offsite');
+  const offsitePass = path.join(s.work, 'offsite-pass');
+  fs.writeFileSync(offsitePass, 'offsite passphrase\n', { mode: 0o600 });
+  t.is((await stowage(['-r', offsite, '--password-file', offsitePass, 'init'], s.env)).code, 0);
+  const config = path.join(s.work, 'config.yaml');
+  writeConfig(config, s, `jobs:\n  - name: offsite\n    schedule: "*/2 * * * * *"\n    copy_to:\n      repository: ${offsite}\n      password_file: ${offsitePass}\n`);
+  const d = startDaemon(t, config, s.env);
+  const done = await d.waitFor((e) => e['event'] === 'finish');
+  t.is(done['result'], 'success', JSON.stringify(done));
+  t.regex(String(done['message']), /copy to .* completed/);
+  await d.stop();
+  const out = path.join(s.work, 'out');
+  const r = await stowage(['-r', offsite, '--password-file', offsitePass, 'restore', 'latest', '--target', out], s.env);
+  t.is(r.code, 0, r.stderr);
+  t.is(fs.readFileSync(path.join(out, s.src, 'a.txt'), 'utf8'), 'hello');
+});
