@@ -18,7 +18,7 @@ import * as fss from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Chunker, createChunker } from './chunker.ts';
-import { errnoCode } from './errors.ts';
+import { errnoCode, isStowageError } from './errors.ts';
 import { type Counters, type ProgressReporter, newCounters, silentProgress } from './progress.ts';
 import type { Repository } from './repository.ts';
 import { mapLimit } from './repository.ts';
@@ -339,6 +339,8 @@ export class Archiver {
       this.countFile(size, snapPath);
       return { ...base, type: 'file', size, content: ids };
     } catch (e) {
+      // The repository failing (server down, quota, refused) ends the run; only reading the file is this file's problem.
+      if (isStowageError(e)) throw e;
       this.recordError(snapPath, e);
       return null;
     }

@@ -6,6 +6,7 @@
  * the document's recheck interval; updated by compare-and-swap.
  */
 import type { z } from 'zod';
+import { ApiError } from './errors.ts';
 import { type StateDoc, type StateLocation, stateDoc } from './state.ts';
 
 export class JsonFile<T> {
@@ -29,6 +30,16 @@ export class JsonFile<T> {
    * looks now rather than trusting the last look.
    */
   async get(fresh = false): Promise<T> {
+    try {
+      return await this.load(fresh);
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      // The state's store is down (S3): retryable, like an object the store cannot give.
+      throw new ApiError(503, 'store-unavailable', `the server's state (${this.name}) cannot be read: ${(e as Error).message}`, { 'retry-after': '2' });
+    }
+  }
+
+  private async load(fresh: boolean): Promise<T> {
     const now = Date.now();
     if (!fresh && this.value !== null && now - this.checkedAt < this.doc.recheckMs) return this.value;
     this.checkedAt = now;
