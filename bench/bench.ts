@@ -15,20 +15,14 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawnServerWith } from '../test/helpers/server.ts';
+import { args, genDataset, opt, root } from './options.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const opt = (name: string, def: string): string => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1]! : def;
-};
 const sizeMib = Number(opt('--size-mib', '1024'));
 /** Round-trip time added between client and server (through a delaying proxy). */
 const rttMs = Number(opt('--rtt-ms', '0'));
 const work = path.resolve(opt('--work', path.join(root, '.bench')));
-const gen = [process.env['STOWAGE_GEN_DATASET'], path.resolve(root, '../shared/gen-dataset.py')].find((p) => p && fs.existsSync(p));
-if (!gen) throw new Error('gen-dataset.py not found: set STOWAGE_GEN_DATASET');
+const gen = genDataset();
 
 const PASSWORD = 'bench passphrase';
 const env = { ...process.env, STOWAGE_PASSWORD: PASSWORD, RESTIC_PASSWORD: PASSWORD, BORG_PASSPHRASE: PASSWORD, STOWAGE_NODE: process.execPath, STOWAGE_CACHE_DIR: path.join(work, 'stowage-cache'), RESTIC_CACHE_DIR: path.join(work, 'restic-cache'), BORG_BASE_DIR: path.join(work, 'borg-base'), BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes' };
@@ -128,20 +122,9 @@ async function serverTool(store: 'fs' | 's3' = 'fs'): Promise<Tool> {
     serverEnv = { ...env, ...Object.fromEntries(out.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])) };
     extra.push('--store', 's3://stowage-bench/bench');
   }
-  const child = spawn(stowage, ['serve', '--data', dataDir, '--listen', `127.0.0.1:${port}`, ...extra], { env: serverEnv, stdio: ['ignore', 'ignore', 'pipe'] });
-  process.on('exit', () => child.kill());
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const fingerprint = await new Promise<string>((resolve, reject) => {
-    const timer = setInterval(() => {
-      const m = /fingerprint \(SHA-256\): ([0-9A-F:]{95})/.exec(err);
-      if (m) {
-        clearInterval(timer);
-        resolve(m[1]!);
-      }
-    }, 20);
-    child.on('close', () => reject(new Error(`stowage serve exited: ${err}`)));
-  });
+  const server = await spawnServerWith(dataDir, port, serverEnv, extra);
+  process.on('exit', () => server.child.kill());
+  const fingerprint = server.fingerprint;
   const added = execFileSync(stowage, ['serve', '--data', dataDir, ...extra, 'token', 'add', '--repo', 'bench', '--role', 'append', '--json'], { env: serverEnv, encoding: 'utf8' });
   const token = (JSON.parse(added.trim().split('\n').at(-1)!) as { token: string }).token;
   const toolEnv = { STOWAGE_TOKEN: token, STOWAGE_SERVER_FINGERPRINT: fingerprint, STOWAGE_CACHE_DIR: path.join(work, 'stowage-server-cache') };

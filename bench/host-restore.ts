@@ -8,19 +8,12 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { genDataset, opt, root } from './options.ts';
 import { importBusybox, launchDaemon } from '../test/helpers/docker.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const opt = (name: string, def: string): string => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1]! : def;
-};
 const sizeMib = Number(opt('--size-mib', '1024'));
 const work = path.resolve(opt('--work', '/tmp/stowage-bench-host'));
-const gen = [process.env['STOWAGE_GEN_DATASET'], path.resolve(root, '../shared/gen-dataset.py')].find((p) => p && fs.existsSync(p));
-if (!gen) throw new Error('gen-dataset.py not found: set STOWAGE_GEN_DATASET');
+const gen = genDataset();
 const stowage = path.join(root, 'cli/stowage');
 
 fs.rmSync(work, { recursive: true, force: true });

@@ -10,7 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ConfigFile, type JobConfig, repositoryArgs } from '../core/config-file.ts';
+import { type ConfigFile, type JobConfig, accessArgs, repositoryArgs } from '../core/config-file.ts';
 import { parseDuration } from '../core/units.ts';
 import { EXIT } from './exit-codes.ts';
 import type { RunReport, RunResult } from './notifier.ts';
@@ -158,15 +158,7 @@ export class JobRunner {
 }
 
 function copyArgs(c: NonNullable<JobConfig['copy_to']>): string[] {
-  const a = ['copy', '--to', c.repository];
-  if (c.password_file) a.push('--to-password-file', c.password_file);
-  if (c.password_command) a.push('--to-password-command', c.password_command);
-  if (c.token_file) a.push('--to-token-file', c.token_file);
-  if (c.server_fingerprint) a.push('--to-server-fingerprint', c.server_fingerprint);
-  if (c.ca_file) a.push('--to-ca-file', c.ca_file);
-  if (c.client_cert) a.push('--to-client-cert', c.client_cert);
-  if (c.client_key) a.push('--to-client-key', c.client_key);
-  return a;
+  return ['copy', ...accessArgs(c, 'to-')];
 }
 
 function forgetArgs(job: JobConfig): string[] {

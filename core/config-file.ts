@@ -195,16 +195,39 @@ export function describeConfig(c: ConfigFile): unknown {
   return { ...c, password_command: c.password_command ? '(command set; its output is never shown)' : undefined };
 }
 
+/** How a repository is reached and opened, as config keys (the top level, or a copy job's target). */
+export interface RepositoryAccess {
+  readonly repository: string;
+  readonly server_fingerprint?: string | undefined;
+  readonly ca_file?: string | undefined;
+  readonly token_file?: string | undefined;
+  readonly client_cert?: string | undefined;
+  readonly client_key?: string | undefined;
+  readonly password_file?: string | undefined;
+  readonly password_command?: string | undefined;
+}
+
+const ACCESS_FLAGS: readonly [keyof RepositoryAccess, string][] = [
+  ['server_fingerprint', 'server-fingerprint'],
+  ['ca_file', 'ca-file'],
+  ['token_file', 'token-file'],
+  ['client_cert', 'client-cert'],
+  ['client_key', 'client-key'],
+  ['password_file', 'password-file'],
+  ['password_command', 'password-command'],
+];
+
+/** The CLI options for `access`: `-r …` for the repository a command works on, or `--to …` (prefix "to-") for a copy's target. */
+export function accessArgs(access: RepositoryAccess, prefix: '' | 'to-'): string[] {
+  const args = prefix ? ['--to', access.repository] : ['-r', access.repository];
+  for (const [key, flag] of ACCESS_FLAGS) {
+    const v = access[key];
+    if (v) args.push(`--${prefix}${flag}`, v);
+  }
+  return args;
+}
+
 /** The global CLI arguments a job's run needs to reach and open the repository. */
 export function repositoryArgs(c: ConfigFile): string[] {
-  const args = ['-r', c.repository];
-  if (c.server_fingerprint) args.push('--server-fingerprint', c.server_fingerprint);
-  if (c.ca_file) args.push('--ca-file', c.ca_file);
-  if (c.token_file) args.push('--token-file', c.token_file);
-  if (c.client_cert) args.push('--client-cert', c.client_cert);
-  if (c.client_key) args.push('--client-key', c.client_key);
-  if (c.password_file) args.push('--password-file', c.password_file);
-  if (c.password_command) args.push('--password-command', c.password_command);
-  if (c.cache_dir) args.push('--cache-dir', c.cache_dir);
-  return args;
+  return [...accessArgs(c, ''), ...(c.cache_dir ? ['--cache-dir', c.cache_dir] : [])];
 }

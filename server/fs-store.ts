@@ -15,6 +15,7 @@ import type { Readable } from 'node:stream';
 import { type ObjectType, OBJECT_TYPES, isValidName } from '../core/backend.ts';
 import { ApiError, noRepository, notFound } from './errors.ts';
 import type { ListPage, ObjectKey, PutOutcome, Store, StoredObject } from './store.ts';
+import { syncDir } from '../core/durable.ts';
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
@@ -259,14 +260,6 @@ async function sameFile(a: string, b: string): Promise<boolean> {
   return x.equals(y);
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const fh = await fs.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 function translate(e: unknown): Error {
   if (e instanceof ApiError) return e;

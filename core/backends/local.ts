@@ -17,6 +17,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Backend, type Body, type ByteRange, type Handle, type ObjectInfo, type ObjectType, bodyParts, describe, isValidName, OBJECT_TYPES } from '../backend.ts';
 import { BackendError, IntegrityError, NoSpaceError, ObjectExistsError, ObjectNotFoundError, RepositoryExistsError, errnoCode, isStowageError } from '../errors.ts';
+import { syncDir } from '../durable.ts';
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
@@ -236,14 +237,6 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   }
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const fh = await fs.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 function translate(e: unknown, h: Handle): Error {
   if (isStowageError(e)) return e;
