@@ -102,6 +102,8 @@ export class Archiver {
   private readonly hardlinks = new Map<string, Promise<string[]>>();
   private xattrs: XattrMap = new Map();
   private readonly sourceNodes = new Map<string, TreeNode>();
+  /** The repository failure that ends this run; after it, nothing is a per-file problem any more. */
+  private fatal: unknown = null;
   private names: IdNames = { users: new Map(), groups: new Map() };
 
   constructor(opts: ArchiveOptions) {
@@ -176,6 +178,7 @@ export class Archiver {
   }
 
   private recordError(snapPath: string, e: unknown): void {
+    if (this.fatal) return;
     const message = e instanceof Error ? e.message : String(e);
     this.errors.push({ path: snapPath || '/', message });
     this.counters.errors++;
@@ -339,8 +342,13 @@ export class Archiver {
       this.countFile(size, snapPath);
       return { ...base, type: 'file', size, content: ids };
     } catch (e) {
-      // The repository failing (server down, quota, refused) ends the run; only reading the file is this file's problem.
-      if (isStowageError(e)) throw e;
+      // The repository failing (server down, quota, refused) ends the run; only reading the file is this file's
+      // problem. Once the run is ending, what fails in files still in flight (their chunks' sealing is torn down)
+      // follows the first failure rather than being reported on its own.
+      if (isStowageError(e) || this.fatal) {
+        this.fatal ??= e;
+        throw e;
+      }
       this.recordError(snapPath, e);
       return null;
     }
