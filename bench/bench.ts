@@ -23,6 +23,8 @@ const sizeMib = Number(opt('--size-mib', '1024'));
 const rttMs = Number(opt('--rtt-ms', '0'));
 const work = path.resolve(opt('--work', path.join(root, '.bench')));
 const gen = genDataset();
+/** Servers this benchmark started: stopped, and waited for, before it exits. */
+const servers: { stop(): Promise<number | null> }[] = [];
 
 const PASSWORD = 'bench passphrase';
 const env = { ...process.env, STOWAGE_PASSWORD: PASSWORD, RESTIC_PASSWORD: PASSWORD, BORG_PASSPHRASE: PASSWORD, STOWAGE_NODE: process.execPath, STOWAGE_CACHE_DIR: path.join(work, 'stowage-cache'), RESTIC_CACHE_DIR: path.join(work, 'restic-cache'), BORG_BASE_DIR: path.join(work, 'borg-base'), BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes' };
@@ -122,8 +124,9 @@ async function serverTool(store: 'fs' | 's3' = 'fs'): Promise<Tool> {
     serverEnv = { ...env, ...Object.fromEntries(out.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])) };
     extra.push('--store', 's3://stowage-bench/bench');
   }
-  const server = await spawnServerWith(dataDir, port, serverEnv, extra);
-  process.on('exit', () => server.child.kill());
+  const server = await spawnServerWith(dataDir, port, serverEnv, extra, true);
+  // Stopped (and waited for) before the benchmark exits: a server whose parent is gone cannot log, and lingers.
+  servers.push(server);
   const fingerprint = server.fingerprint;
   const added = execFileSync(stowage, ['serve', '--data', dataDir, ...extra, 'token', 'add', '--repo', 'bench', '--role', 'append', '--json'], { env: serverEnv, encoding: 'utf8' });
   const token = (JSON.parse(added.trim().split('\n').at(-1)!) as { token: string }).token;
@@ -287,4 +290,5 @@ if (!args.includes('--keep')) {
   for (const t of tools) fs.rmSync(t.storage ?? path.join(work, `${t.name}-repo`), { recursive: true, force: true });
   fs.rmSync(data, { recursive: true, force: true });
 }
+await Promise.all(servers.map((s) => s.stop()));
 process.exit(0);

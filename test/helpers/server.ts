@@ -89,12 +89,16 @@ export async function spawnServer(dataDir: string, port: number, env: NodeJS.Pro
   return await spawnServerWith(dataDir, port, env, []);
 }
 
-/** `stowage serve` with extra options (--store, …). */
-export async function spawnServerWith(dataDir: string, port: number, env: NodeJS.ProcessEnv, extra: readonly string[]): Promise<SpawnedServer> {
-  const child = spawn(STOWAGE, ['serve', '--data', dataDir, '--listen', `127.0.0.1:${port}`, ...extra], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * `stowage serve` with extra options (--store, …). With `quiet` its log is
+ * discarded: a parent that blocks in synchronous calls (the benchmark) would
+ * not read it, and a server whose log pipe is full waits on every request.
+ */
+export async function spawnServerWith(dataDir: string, port: number, env: NodeJS.ProcessEnv, extra: readonly string[], quiet = false): Promise<SpawnedServer> {
+  const child = spawn(STOWAGE, ['serve', '--data', dataDir, '--listen', `127.0.0.1:${port}`, ...extra], { env, stdio: ['ignore', quiet ? 'ignore' : 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const fingerprint = await new Promise<string>((resolve, reject) => {
