@@ -291,21 +291,21 @@ class PackReads {
     this.repo = repo;
     // A local disk serves small reads as well as large ones; keep memory low there.
     if (!repo.remote || ids.length < 2) return;
-    const byPack = new Map<string, { start: number; end: number; n: number }>();
-    for (const id of new Set(ids)) {
+    // One pass: each pack's span, the distinct blobs in it, and how many times the file takes one from it.
+    const byPack = new Map<string, { start: number; end: number; blobs: Set<string>; uses: number }>();
+    for (const id of ids) {
       const loc = repo.index.get(id);
       if (!loc) continue;
-      const s = byPack.get(loc.pack);
-      if (s) {
-        s.start = Math.min(s.start, loc.offset);
-        s.end = Math.max(s.end, loc.offset + loc.length);
-        s.n++;
-      } else byPack.set(loc.pack, { start: loc.offset, end: loc.offset + loc.length, n: 1 });
+      let s = byPack.get(loc.pack);
+      if (!s) byPack.set(loc.pack, (s = { start: loc.offset, end: loc.offset + loc.length, blobs: new Set(), uses: 0 }));
+      s.start = Math.min(s.start, loc.offset);
+      s.end = Math.max(s.end, loc.offset + loc.length);
+      s.blobs.add(id);
+      s.uses++;
     }
     for (const [pack, s] of byPack) {
-      if (s.n < 2 || s.end - s.start > MAX_SPAN) continue;
-      const uses = ids.filter((id) => repo.index.get(id)?.pack === pack).length;
-      this.spans.set(pack, { pack, start: s.start, end: s.end, remaining: uses, bytes: null });
+      if (s.blobs.size < 2 || s.end - s.start > MAX_SPAN) continue;
+      this.spans.set(pack, { pack, start: s.start, end: s.end, remaining: s.uses, bytes: null });
     }
   }
 

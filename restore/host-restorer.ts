@@ -182,7 +182,7 @@ async function tryPull(docker: Docker, ref: ImageRef): Promise<boolean> {
     try {
       const stream = (await docker.pull(digest)) as Readable;
       await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (err) => (err ? reject(err) : resolve())));
-      for (const tag of ref.tags) await tagImage(docker, ref.id, tag);
+      await ensureTags(docker, ref);
       return true;
     } catch {
       // Try the next digest, then the snapshot's copy.

@@ -15,7 +15,7 @@ import type { Readable } from 'node:stream';
 import { type ObjectType, OBJECT_TYPES, isValidName } from '../core/backend.ts';
 import { ApiError, noRepository, notFound } from './errors.ts';
 import type { ListPage, ObjectKey, PutOutcome, Store, StoredObject } from './store.ts';
-import { syncDir } from '../core/durable.ts';
+import { syncDir, writeAll } from '../core/durable.ts';
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
@@ -237,13 +237,6 @@ async function duBytes(dir: string, skip: string): Promise<number> {
     else if (e.isFile()) total += (await fs.stat(p)).size;
   }
   return total;
-}
-
-async function writeAll(fh: fs.FileHandle, parts: Uint8Array[]): Promise<void> {
-  if (parts.length === 0) return;
-  const want = parts.reduce((n, p) => n + p.length, 0);
-  const { bytesWritten } = await fh.writev(parts);
-  if (bytesWritten < want) await fh.write(Buffer.concat(parts).subarray(bytesWritten));
 }
 
 async function exists(p: string): Promise<boolean> {

@@ -5,6 +5,7 @@
  * an existing volume there.
  */
 import * as path from 'node:path';
+import { defaultCacheRoot } from '../../core/cache.ts';
 import { connectEngine } from '../../core/docker/engine.ts';
 import { dockerStateSchema } from '../../core/docker/state.ts';
 import { UsageError } from '../../core/errors.ts';
@@ -66,7 +67,7 @@ export async function runHostRestore(ctx: Context, repo: Repository, pool: SealP
   const policy = (opts.onConflict ?? 'fail') as ConflictPolicy;
   if (!['fail', 'skip', 'replace'].includes(policy)) throw new UsageError(`--on-conflict takes fail, skip or replace, not ${JSON.stringify(opts.onConflict)}`);
   const engine = await connectEngine(ctx.env);
-  const journal = new RestoreJournal(path.join(cacheRootOf(ctx) ?? path.join(repo.backend.location, '..'), 'restore'), rec.id, engine.where);
+  const journal = new RestoreJournal(path.join(cacheRootOf(ctx) ?? defaultCacheRoot(ctx.env), 'restore'), rec.id, engine.where);
   const docker = engine.docker;
   const [images, networks, volumes, containers] = await Promise.all([
     docker.listImages({ all: true }),

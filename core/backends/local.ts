@@ -17,7 +17,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Backend, type Body, type ByteRange, type Handle, type ObjectInfo, type ObjectType, bodyParts, describe, isValidName, OBJECT_TYPES } from '../backend.ts';
 import { BackendError, IntegrityError, NoSpaceError, ObjectExistsError, ObjectNotFoundError, RepositoryExistsError, errnoCode, isStowageError } from '../errors.ts';
-import { syncDir } from '../durable.ts';
+import { syncDir, writeAll } from '../durable.ts';
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
@@ -215,16 +215,6 @@ export class LocalBackend implements Backend {
     const all = [...this.handles.values()];
     this.handles.clear();
     await Promise.all(all.map((e) => e.fd.then((fd) => closeFd(fd)).catch(() => {})));
-  }
-}
-
-/** writev in batches (IOV_MAX is 1024 on Linux), then whatever was short. */
-async function writeAll(fh: fs.FileHandle, parts: readonly Uint8Array[]): Promise<void> {
-  for (let i = 0; i < parts.length; i += 512) {
-    const batch = parts.slice(i, i + 512);
-    const want = batch.reduce((n, p) => n + p.length, 0);
-    const { bytesWritten } = await fh.writev(batch as Uint8Array[]);
-    if (bytesWritten < want) await fh.write(Buffer.concat(batch).subarray(bytesWritten));
   }
 }
 

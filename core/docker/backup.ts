@@ -81,8 +81,7 @@ function labelMatches(labels: Record<string, string>, want: string): boolean {
   return i < 0 ? want in labels : labels[want.slice(0, i)] === want.slice(i + 1);
 }
 
-async function selectContainers(engine: Engine, sel: Selection): Promise<Docker.ContainerInfo[]> {
-  const all = await call(engine, 'listing containers', () => engine.docker.listContainers({ all: true }));
+function selectContainers(engine: Engine, all: readonly Docker.ContainerInfo[], sel: Selection): Docker.ContainerInfo[] {
   const nameOf = (c: Docker.ContainerInfo): string => (c.Names[0] ?? '').replace(/^\//, '');
   if (sel.names?.length) {
     const missing = sel.names.filter((n) => !all.some((c) => nameOf(c) === n));
@@ -131,9 +130,11 @@ export async function backupContainers(repo: Repository, engine: Engine, opts: C
     const [records] = await Promise.all([listSnapshots(repo), repo.loadIndex()]);
     await repo.adoptUnindexedPacks((m) => progress.warn(m));
     progress.phase('inspecting containers');
-    const chosen = await selectContainers(engine, opts.selection);
+    const listed = await call(engine, 'listing containers', () => engine.docker.listContainers({ all: true }));
+    const chosen = selectContainers(engine, listed, opts.selection);
     if (chosen.length === 0) throw new UsageError(`no container matches on the Docker host at ${engine.where}`);
-    const everyone = await inspectAll(engine, (await call(engine, 'listing containers', () => engine.docker.listContainers({ all: true }))).map((c) => c.Id));
+    // Every container, not only the chosen: dependants and container:ID references are resolved among them.
+    const everyone = await inspectAll(engine, listed.map((c) => c.Id));
     const byId = new Map(everyone.map((c) => [c.Id, c]));
     const nameOf = (ref: string): string => {
       const hit = byId.get(ref) ?? everyone.find((c) => c.Id.startsWith(ref) || c.Name === `/${ref}`);
