@@ -361,11 +361,11 @@ export class Archiver {
   }
 
   /**
-   * Reads a file block by block through its chunker, handing each chunk to
-   * the pool. Before reading the next block it waits until the pool has
-   * admitted this block's chunks, so a reader holds at most one block of
-   * chunks beyond the pool's budget, whatever the file's size; it returns
-   * (freeing its slot for the next file) once its last chunks are admitted.
+   * Reads a file block by block through its chunker into the pool. Each
+   * block's chunks are in the pool's arena before the next block is read, so
+   * a reader holds no more than the arena allows, whatever the file's size;
+   * it returns (freeing its slot for the next file) once its last chunks are
+   * in.
    */
   private async readChunks(fsPath: Buffer, snapPath: string, expected: number): Promise<{ stores: Promise<Buffer>[]; size: number }> {
     const fh = expected <= SYNC_READ_MAX ? SyncFile.open(fsPath) : await AsyncFile.open(fsPath);
@@ -381,12 +381,11 @@ export class Archiver {
         const block = buf.subarray(0, got);
         chunker ??= createChunker(this.repo.chunkPolicy.choose(snapPath, expected, block).params);
         pos += got;
-        const eof = got < want;
-        const chunks = eof ? [...chunker.update(block), ...chunker.final()] : chunker.update(block);
-        const handed = chunks.map((c) => this.pool.store(c));
-        for (const h of handed) stores.push(quiet(h.id));
-        await Promise.all(handed.map((h) => h.admitted));
-        if (eof) return { stores, size: pos };
+        stores.push(...(await this.pool.feed(chunker, block)));
+        if (got < want) {
+          stores.push(...(await this.pool.feed(chunker, null)));
+          return { stores, size: pos };
+        }
       }
     } finally {
       this.readBuffers.push(buf);
@@ -454,10 +453,3 @@ async function readFully(f: OpenFile, buf: Buffer, want: number, position: numbe
   }
   return got;
 }
-
-/** Marks a promise as handled; whoever awaits it later still sees its rejection. */
-function quiet<T>(p: Promise<T>): Promise<T> {
-  p.catch(() => {});
-  return p;
-}
-

@@ -18,7 +18,6 @@
  * full `max` bytes in view are.
  */
 import fastcdc from 'fastcdc-wasm';
-import { chunkBuffers } from './buffer-pool.ts';
 
 export type ChunkerParams =
   | { readonly algorithm: 'fastcdc'; readonly min: number; readonly avg: number; readonly max: number }
@@ -42,15 +41,25 @@ function centerIsFixed(min: number, avg: number): boolean {
   return avg - offset <= min;
 }
 
+/** Receives a chunk; the view is only valid during the call. */
+export type ChunkSink = (chunk: Uint8Array) => void;
+
 export interface Chunker {
+  /** Bytes held back from earlier input: at most this plus the next input can come out of the next call. */
+  readonly buffered: number;
+  /** No chunk but a stream's last is shorter. */
+  readonly minChunk: number;
   /**
-   * Feeds bytes; returns the chunks that are now final. Each chunk is a copy
-   * at the start of an ArrayBuffer of its own from the chunk buffer pool (it
-   * can be transferred to a worker, and given back to the pool afterwards),
-   * and the input may be reused as soon as this returns.
+   * Feeds bytes; hands each chunk that is now final to `emit`, as a view that
+   * is only valid during that call (the caller copies what it keeps). The
+   * input may be reused as soon as this returns.
    */
+  updateInto(data: Uint8Array, emit: ChunkSink): void;
+  /** Ends the stream; hands over the remaining chunks. */
+  finalInto(emit: ChunkSink): void;
+  /** `updateInto`, with each chunk copied into a buffer of its own. */
   update(data: Uint8Array): Uint8Array[];
-  /** Ends the stream; returns the remaining chunks. */
+  /** `finalInto`, with each chunk copied into a buffer of its own. */
   final(): Uint8Array[];
 }
 
@@ -117,32 +126,88 @@ function wasmCutter(): WasmCutter {
   return (cutter ??= new WasmCutter());
 }
 
-/** A copy in a pooled buffer of its own (transferable to a worker and back). */
-function copyOut(src: Uint8Array, start: number, end: number): Uint8Array {
-  const out = chunkBuffers.take(end - start);
-  out.set(src.subarray(start, end));
+/** Bytes carried from one call to the next, in a buffer that grows as needed and is reused. */
+class Tail {
+  private buf = new Uint8Array(0);
+  length = 0;
+
+  get bytes(): Uint8Array {
+    return this.buf.subarray(0, this.length);
+  }
+
+  set(...parts: Uint8Array[]): void {
+    const n = parts.reduce((s, p) => s + p.length, 0);
+    // Parts may be views of this buffer: growing copies them into the new one, and
+    // TypedArray.set copies correctly between overlapping views of one buffer.
+    if (n > this.buf.length) {
+      const next = new Uint8Array(Math.max(n, this.buf.length * 2, 64 * 1024));
+      let o = 0;
+      for (const p of parts) {
+        next.set(p, o);
+        o += p.length;
+      }
+      this.buf = next;
+    } else {
+      let o = 0;
+      for (const p of parts) {
+        this.buf.set(p, o);
+        o += p.length;
+      }
+    }
+    this.length = n;
+  }
+
+  clear(): void {
+    this.length = 0;
+  }
+}
+
+function collect(run: (emit: ChunkSink) => void): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  run((c) => out.push(c.slice()));
   return out;
 }
 
-class StreamingCdc implements Chunker {
-  private tail: Uint8Array = new Uint8Array(0);
+abstract class BaseChunker implements Chunker {
+  protected readonly tail = new Tail();
+  abstract readonly minChunk: number;
+
+  get buffered(): number {
+    return this.tail.length;
+  }
+
+  abstract updateInto(data: Uint8Array, emit: ChunkSink): void;
+  abstract finalInto(emit: ChunkSink): void;
+
+  update(data: Uint8Array): Uint8Array[] {
+    return collect((emit) => this.updateInto(data, emit));
+  }
+
+  final(): Uint8Array[] {
+    return collect((emit) => this.finalInto(emit));
+  }
+}
+
+class StreamingCdc extends BaseChunker {
   private readonly lastIsOnlyOpen: boolean;
   private readonly min: number;
   private readonly avg: number;
   private readonly max: number;
+  readonly minChunk: number;
 
   constructor(min: number, avg: number, max: number) {
+    super();
+    this.minChunk = min;
     this.min = min;
     this.avg = avg;
     this.max = max;
     this.lastIsOnlyOpen = centerIsFixed(min, avg);
   }
 
-  update(data: Uint8Array): Uint8Array[] {
-    if (data.length === 0) return [];
-    const { cuts, bytes } = wasmCutter().cut([this.tail, data], this.min, this.avg, this.max);
+  updateInto(data: Uint8Array, emit: ChunkSink): void {
+    if (data.length === 0) return;
+    const { cuts, bytes } = wasmCutter().cut([this.tail.bytes, data], this.min, this.avg, this.max);
     const window = bytes();
-    const out: Uint8Array[] = [];
     let keepFrom = 0;
     // cuts is [0, c1, ..., window.length]; chunk i spans cuts[i]..cuts[i+1].
     for (let i = 0; i + 1 < cuts.length; i++) {
@@ -151,73 +216,59 @@ class StreamingCdc implements Chunker {
       const isLast = i + 2 === cuts.length;
       const final = !isLast && (this.lastIsOnlyOpen || start + this.max <= window.length);
       if (!final) break;
-      out.push(copyOut(window, start, end));
+      emit(window.subarray(start, end));
       keepFrom = end;
     }
-    // The tail was copied into WebAssembly memory above; its buffer can go back.
-    chunkBuffers.give(this.tail.buffer as ArrayBuffer);
-    this.tail = copyOut(window, keepFrom, window.length);
-    return out;
+    this.tail.set(window.subarray(keepFrom));
   }
 
-  final(): Uint8Array[] {
-    const rest = this.tail;
-    this.tail = new Uint8Array(0);
-    if (rest.length === 0) return [];
-    const { cuts, bytes } = wasmCutter().cut([rest], this.min, this.avg, this.max);
-    chunkBuffers.give(rest.buffer as ArrayBuffer);
+  finalInto(emit: ChunkSink): void {
+    if (this.tail.length === 0) return;
+    const { cuts, bytes } = wasmCutter().cut([this.tail.bytes], this.min, this.avg, this.max);
+    this.tail.clear();
     const window = bytes();
-    const out: Uint8Array[] = [];
-    for (let i = 0; i + 1 < cuts.length; i++) out.push(copyOut(window, cuts[i]!, cuts[i + 1]!));
-    return out;
+    for (let i = 0; i + 1 < cuts.length; i++) emit(window.subarray(cuts[i]!, cuts[i + 1]!));
   }
 }
 
-class FixedChunker implements Chunker {
-  private tail: Uint8Array = new Uint8Array(0);
+class FixedChunker extends BaseChunker {
   private readonly size: number;
+  private scratch: Uint8Array | null = null;
+  readonly minChunk: number;
 
   constructor(size: number) {
+    super();
+    this.minChunk = size;
     this.size = size;
   }
 
-  /** Replaces the tail, giving the old one's buffer back to the pool exactly once. */
-  private setTail(next: Uint8Array): void {
-    chunkBuffers.give(this.tail.buffer as ArrayBuffer);
-    this.tail = next;
-  }
-
-  update(data: Uint8Array): Uint8Array[] {
-    const out: Uint8Array[] = [];
+  updateInto(data: Uint8Array, emit: ChunkSink): void {
     let pos = 0;
     if (this.tail.length > 0) {
       const need = this.size - this.tail.length;
       if (data.length < need) {
-        const t = chunkBuffers.take(this.tail.length + data.length);
-        t.set(this.tail);
-        t.set(data, this.tail.length);
-        this.setTail(t);
-        return out;
+        this.tail.set(this.tail.bytes, data);
+        return;
       }
-      const first = chunkBuffers.take(this.size);
-      first.set(this.tail);
-      first.set(data.subarray(0, need), this.tail.length);
-      this.setTail(new Uint8Array(0));
-      out.push(first);
+      this.scratch ??= new Uint8Array(this.size);
+      this.scratch.set(this.tail.bytes);
+      this.scratch.set(data.subarray(0, need), this.tail.length);
+      this.tail.clear();
+      emit(this.scratch);
       pos = need;
     }
     while (data.length - pos >= this.size) {
-      out.push(copyOut(data, pos, pos + this.size));
+      emit(data.subarray(pos, pos + this.size));
       pos += this.size;
     }
-    this.setTail(pos < data.length ? copyOut(data, pos, data.length) : new Uint8Array(0));
-    return out;
+    this.tail.set(data.subarray(pos));
   }
 
-  final(): Uint8Array[] {
-    const rest = this.tail;
-    this.tail = new Uint8Array(0);
-    return rest.length === 0 ? [] : [rest];
+  finalInto(emit: ChunkSink): void {
+    if (this.tail.length === 0) return;
+    const rest = this.tail.bytes;
+    this.tail.clear();
+    emit(rest);
   }
 }
 

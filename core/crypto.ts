@@ -69,6 +69,74 @@ export function sealParts(key: Uint8Array, parts: readonly Uint8Array[], ad: Uin
   return out;
 }
 
+/** Input slice for sealing into a buffer: the cipher's output for it is a small, reused allocation. */
+const SEAL_SLICE = 128 * 1024;
+
+/**
+ * The bytes of `parts` in slices of at most `max` whose lengths, all but the
+ * last, are multiples of 8; pieces shorter than that are joined (a copy of
+ * under 8 bytes), longer ones are cut without copying.
+ */
+function* wordSlices(parts: readonly Uint8Array[], max: number): Generator<Uint8Array> {
+  let carry: Uint8Array | null = null;
+  for (const p of parts) {
+    let i = 0;
+    if (carry) {
+      const take = Math.min(8 - carry.length, p.length);
+      const joined: Uint8Array = new Uint8Array(carry.length + take);
+      joined.set(carry);
+      joined.set(p.subarray(0, take), carry.length);
+      carry = joined;
+      i = take;
+      if (carry.length < 8) continue;
+      yield carry;
+      carry = null;
+    }
+    while (p.length - i >= 8) {
+      const n = Math.min(max, (p.length - i) & ~7);
+      yield p.subarray(i, i + n);
+      i += n;
+    }
+    if (i < p.length) carry = p.slice(i);
+  }
+  if (carry) yield carry;
+}
+
+/**
+ * Seals the concatenation of `parts` into `target` at `offset`, as nonce ‖
+ * ciphertext ‖ tag (the bytes sealParts makes), and returns how many bytes
+ * that took: plaintext length + SEAL_OVERHEAD. The plaintext is encrypted a
+ * slice at a time, so no output buffer the size of the blob is allocated;
+ * with `offset` a multiple of 8, every slice but the last lands on a
+ * multiple of 8, where a copy into shared memory goes word by word.
+ */
+export function sealPartsInto(
+  key: Uint8Array,
+  parts: readonly Uint8Array[],
+  ad: Uint8Array,
+  target: Uint8Array,
+  offset: number,
+  nonce: Uint8Array = randomBytes(NONCE_SIZE),
+): number {
+  const { subkey, iv } = subkeyAndIv(key, nonce);
+  const cipher = createCipheriv('chacha20-poly1305', subkey, iv, { authTagLength: TAG_SIZE });
+  const length = parts.reduce((n, p) => n + p.length, 0);
+  if (offset + length + SEAL_OVERHEAD > target.length) throw new RangeError('sealed blob does not fit the target buffer');
+  cipher.setAAD(ad, { plaintextLength: length });
+  target.set(nonce, offset);
+  let o = offset + NONCE_SIZE;
+  for (const slice of wordSlices(parts, SEAL_SLICE)) {
+    const c = cipher.update(slice);
+    target.set(c, o);
+    o += c.length;
+  }
+  const rest = cipher.final();
+  target.set(rest, o);
+  o += rest.length;
+  target.set(cipher.getAuthTag(), o);
+  return o + TAG_SIZE - offset;
+}
+
 /** Seals `plaintext` as one buffer: nonce ‖ ciphertext ‖ tag. */
 export function seal(key: Uint8Array, plaintext: Uint8Array, ad: Uint8Array, nonce?: Uint8Array): Buffer {
   return Buffer.concat(sealParts(key, [plaintext], ad, nonce));
@@ -96,6 +164,19 @@ export function open(key: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Buffe
 /** Keyed BLAKE2b-256: the server cannot test whether a known file is stored. */
 export function blobId(idKey: Uint8Array, data: Uint8Array): Buffer {
   return Buffer.from(lib().crypto_generichash(ID_SIZE, data, idKey));
+}
+
+/**
+ * blobId of `length` bytes that `piece(position, n)` hands over a piece at a
+ * time (each piece is read before the next is asked for): the same ID,
+ * without the whole input in one buffer.
+ */
+export function blobIdOfPieces(idKey: Uint8Array, length: number, pieceSize: number, piece: (position: number, n: number) => Uint8Array): Buffer {
+  const s = lib();
+  if (length <= pieceSize) return Buffer.from(s.crypto_generichash(ID_SIZE, piece(0, length), idKey));
+  const state = s.crypto_generichash_init(idKey, ID_SIZE);
+  for (let pos = 0; pos < length; pos += pieceSize) s.crypto_generichash_update(state, piece(pos, Math.min(pieceSize, length - pos)));
+  return Buffer.from(s.crypto_generichash_final(state, ID_SIZE));
 }
 
 export function sha256(data: Uint8Array): Buffer {

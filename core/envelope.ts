@@ -4,7 +4,7 @@
  * the payload claims to be (an object of a type, or a blob of a type and ID).
  */
 import { type Codec, type CompressionSettings, compress, decompress } from './compression.ts';
-import { ID_SIZE, open, sealParts } from './crypto.ts';
+import { ID_SIZE, SEAL_OVERHEAD, open, sealParts, sealPartsInto } from './crypto.ts';
 
 export type BlobType = 'data' | 'tree';
 export const BLOB_TYPE_BYTE: Record<BlobType, number> = { data: 1, tree: 2 };
@@ -50,6 +50,25 @@ export function sealBlobParts(key: Uint8Array, type: BlobType, id: Uint8Array, p
   // The codec byte and the body are sealed as one plaintext, without copying them together.
   const parts = sealParts(key, [CODEC_BYTES[c.codec], c.body], blobAd(type, id));
   return { parts, length: parts.reduce((n, p) => n + p.length, 0) };
+}
+
+/** The most bytes a blob of `plaintextLength` bytes takes sealed (stored uncompressed). */
+export function sealedBlobMax(plaintextLength: number): number {
+  return plaintextLength + 1 + SEAL_OVERHEAD;
+}
+
+/** Seals a blob into `target` at `offset` (see sealBlobParts); returns its sealed length. */
+export function sealBlobInto(
+  key: Uint8Array,
+  type: BlobType,
+  id: Uint8Array,
+  plaintext: Uint8Array,
+  compression: CompressionSettings,
+  target: Uint8Array,
+  offset: number,
+): number {
+  const c = compress(plaintext, compression);
+  return sealPartsInto(key, [CODEC_BYTES[c.codec], c.body], blobAd(type, id), target, offset);
 }
 
 export function sealBlob(key: Uint8Array, type: BlobType, id: Uint8Array, plaintext: Uint8Array, compression: CompressionSettings): Buffer {

@@ -50,7 +50,7 @@ export interface BuiltPack {
   readonly keySlot: KeySlot;
 }
 
-function shuffle<T>(items: T[]): T[] {
+export function shuffle<T>(items: readonly T[]): T[] {
   const a = items.slice();
   for (let i = a.length - 1; i > 0; i--) {
     const j = randomInt(i + 1);
@@ -90,13 +90,19 @@ export function buildPack(blobs: readonly SealedBlob[], metaKey: Uint8Array, key
     entries.push({ type: b.type, id: b.id, offset, length: b.length });
     offset += b.length;
   }
-  const header = sealObject(metaKey, 'pack-header', encodeHeader(entries, keySlot), NO_COMPRESSION);
-  const trailer = Buffer.allocUnsafe(TRAILER_SIZE);
-  trailer.writeUInt32LE(header.length, 0);
-  const parts = [...order.flatMap((b) => b.parts), header, trailer];
+  const parts = [...order.flatMap((b) => b.parts), packTail(entries, metaKey, keySlot)];
   const hash = createHash('sha256');
   for (const p of parts) hash.update(p);
-  return { parts, size: offset + header.length + TRAILER_SIZE, name: hash.digest('hex'), entries, keySlot };
+  return { parts, size: offset + parts[parts.length - 1]!.length, name: hash.digest('hex'), entries, keySlot };
+}
+
+/** What follows a pack's blobs: the sealed header listing `entries`, then its length. */
+export function packTail(entries: readonly PackEntry[], metaKey: Uint8Array, keySlot: KeySlot): Buffer {
+  const header = sealObject(metaKey, 'pack-header', encodeHeader(entries, keySlot), NO_COMPRESSION);
+  const tail = Buffer.allocUnsafe(header.length + TRAILER_SIZE);
+  header.copy(tail, 0);
+  tail.writeUInt32LE(header.length, header.length);
+  return tail;
 }
 
 export interface PackHeader {

@@ -312,7 +312,14 @@ export class Repository {
 
   /** What seal workers need to hash and seal data blobs for this repository. */
   poolKeys(): PoolKeys {
-    return { idKey: this.keys.idKey, contentKey: this.content.key, compression: this.config.compression };
+    return {
+      idKey: this.keys.idKey,
+      contentKey: this.content.key,
+      compression: this.config.compression,
+      metaKey: this.keys.metaKey,
+      slot: this.content.slot,
+      packSize: this.config.packSize,
+    };
   }
 
   /** Seals and stores a blob on this thread (trees, small things). */
@@ -340,6 +347,17 @@ export class Repository {
     if (open.bytes >= this.config.packSize) await this.finishPack(blob.type);
   }
 
+  /**
+   * Queues a data pack built elsewhere (by a seal worker) for upload; its
+   * blobs must have been claimed. Resolves when the upload is over, whether
+   * it succeeded or not: a failure surfaces from the next write or flush.
+   */
+  addPack(pack: BuiltPack, plaintextBytes: number): Promise<void> {
+    this.stats.blobsAdded += pack.entries.length;
+    this.stats.blobBytesAdded += plaintextBytes;
+    return this.upload('data', pack);
+  }
+
   private async finishPack(type: BlobType): Promise<void> {
     const open = this.openPacks[type];
     if (open.blobs.length === 0) return;
@@ -348,7 +366,7 @@ export class Repository {
     await this.waitForUploadRoom();
     const slot = type === 'data' ? this.content.slot : NO_KEY_SLOT;
     const pack = buildPack(blobs, this.keys.metaKey, slot);
-    this.upload(type, pack);
+    void this.upload(type, pack);
   }
 
   /** Resolves when another pack may be queued for upload; surfaces a failed upload. */
@@ -357,7 +375,7 @@ export class Repository {
     this.throwIfFailed();
   }
 
-  private upload(type: BlobType, pack: BuiltPack): void {
+  private upload(type: BlobType, pack: BuiltPack): Promise<void> {
     const info: PackInfo = { id: pack.name, size: pack.size, keySlot: pack.keySlot, blobs: pack.entries };
     const upload = (async () => {
       await this.uploadSlots.acquire();
@@ -378,6 +396,7 @@ export class Repository {
     });
     const tracked = upload.finally(() => this.uploads.delete(tracked));
     this.uploads.add(tracked);
+    return tracked;
   }
 
   private throwIfFailed(): void {

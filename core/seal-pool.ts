@@ -1,32 +1,43 @@
 /**
  * Spreads the CPU work of blobs over worker threads. Backing up, the main
- * thread reads and chunks; workers hash, compress and seal; the main thread
- * packs and uploads. Restoring, workers open and verify blobs. A byte budget
- * bounds the chunk data in flight, so a fast disk cannot fill memory while a
- * slow upload drains.
+ * thread reads and chunks; workers hash, compress, seal and pack (each fills
+ * packs of its own); the main thread uploads finished packs. Chunks reach the
+ * workers through a shared arena (core/chunk-arena.ts), whose size bounds the
+ * chunk data in flight; packs come back in shared buffers that the workers
+ * fill again once uploaded. Restoring, workers open and verify blobs, within
+ * a byte budget.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { CompressionSettings } from './compression.ts';
-import { chunkBuffers, ownBuffer } from './buffer-pool.ts';
+import { ownBuffer } from './buffer-pool.ts';
+import { ChunkArena, type Region } from './chunk-arena.ts';
+import type { Chunker } from './chunker.ts';
 import type { BlobType } from './envelope.ts';
-import type { SealedBlob } from './pack.ts';
-import type { SealReply, SealRequest, SealWorkerInit } from './seal-worker.ts';
+import type { BuiltPack, KeySlot, PackEntry } from './pack.ts';
+import type { PackMessage, SealReply, SealRequest, SealWorkerInit } from './seal-worker.ts';
 
 export interface PoolKeys {
   readonly idKey: Buffer;
   readonly contentKey: Buffer;
   readonly compression: CompressionSettings;
+  readonly metaKey: Buffer;
+  /** Key slot of the data packs the workers build. */
+  readonly slot: KeySlot;
+  readonly packSize: number;
 }
 
 /** What the pool needs from the repository to store blobs. */
 export interface BlobSink {
   claim(idHex: string): boolean;
-  addSealedBlob(blob: SealedBlob, plaintextLength: number): Promise<void>;
+  /**
+   * Takes a finished data pack for upload; resolves once the upload is over,
+   * whether it succeeded or not (a failure is the sink's to report), when the
+   * pack's buffer may be reused.
+   */
+  addPack(pack: BuiltPack, plaintextBytes: number): Promise<void>;
   waitForUploadRoom(): Promise<void>;
 }
-
-/** Chunks smaller than this are sealed on the calling thread: a round trip would cost more. */
 
 class ByteBudget {
   private used = 0;
@@ -60,16 +71,29 @@ class ByteBudget {
 interface PoolWorker {
   readonly worker: Worker;
   outstanding: number;
-  hash: { seq: number; data: ArrayBuffer; length: number }[];
+  hash: { seq: number; offset: number; length: number }[];
   keep: number[];
   drop: number[];
   open: { seq: number; type: BlobType; id: Uint8Array; key: Uint8Array; sealed: ArrayBuffer }[];
   batchBytes: number;
   scheduled: boolean;
+  /** The worker's pack buffers, by the number it gave each. */
+  readonly packBuffers: Map<number, SharedArrayBuffer>;
 }
 
 /** A batch is sent at the end of the current event loop turn, or sooner once this big. */
 const BATCH_BYTES = 4 * 1024 * 1024;
+/** Input is chunked in slices of at most this, so that a region for it always fits the arena. */
+const FEED_SLICE = 4 * 1024 * 1024;
+/**
+ * Room for a slice plus the largest chunk a chunker can hold back (16 MiB),
+ * with padding: the most one reader asks for at once. It is also what bounds
+ * chunk data in flight, and with average chunks of 1 MiB it holds enough of
+ * them to keep the workers busy.
+ */
+const ARENA_BYTES = 24 * 1024 * 1024;
+/** Chunks are placed at offsets that agree with their source modulo this (see place). */
+const ALIGN = 8;
 
 type Waiter = { resolve: (v: unknown) => void; reject: (e: unknown) => void };
 
@@ -81,6 +105,8 @@ export class SealPool {
   private readonly waiting = new Map<number, Waiter>();
   private seq = 0;
   private readonly budget: ByteBudget;
+  /** Chunks on their way to the workers; only pools that store have one. */
+  private readonly arena: ChunkArena | null;
   private failed: unknown = null;
   private closed = false;
 
@@ -89,20 +115,30 @@ export class SealPool {
     this.sink = sink;
     this.threads = opts.threads ?? Math.max(1, availableParallelism());
     this.budget = new ByteBudget(opts.budgetBytes ?? 12 * 1024 * 1024);
+    this.arena = sink ? new ChunkArena(ARENA_BYTES) : null;
   }
 
   private start(): void {
     if (this.closed) throw new Error('the seal pool is closed');
     if (this.workers.length > 0) return;
-    const init: SealWorkerInit = { idKey: this.keys.idKey, contentKey: this.keys.contentKey, compression: this.keys.compression };
+    const k = this.keys;
+    const init: SealWorkerInit = {
+      idKey: k.idKey,
+      contentKey: k.contentKey,
+      compression: k.compression,
+      metaKey: k.metaKey,
+      slot: k.slot,
+      packSize: k.packSize,
+      arena: this.arena?.buffer ?? null,
+    };
     for (let i = 0; i < this.threads; i++) {
       const worker = new Worker(new URL('./seal-worker.ts', import.meta.url), { workerData: init });
-      worker.on('message', (m: SealReply) => this.onMessage(m));
+      worker.on('message', (m: SealReply) => this.onMessage(m, this.workers[i]!));
       worker.on('error', (e) => this.fail(e));
       worker.on('exit', (code) => {
         if (code !== 0) this.fail(new Error(`seal worker exited with code ${code}`));
       });
-      this.workers.push({ worker, outstanding: 0, hash: [], keep: [], drop: [], open: [], batchBytes: 0, scheduled: false });
+      this.workers.push({ worker, outstanding: 0, hash: [], keep: [], drop: [], open: [], batchBytes: 0, scheduled: false, packBuffers: new Map() });
     }
   }
 
@@ -113,19 +149,41 @@ export class SealPool {
     w.resolve(value);
   }
 
-  private onMessage(m: SealReply): void {
+  private onMessage(m: SealReply, w: PoolWorker): void {
     switch (m.op) {
       case 'ids':
         m.seqs.forEach((seq, i) => this.settle(seq, Buffer.from(m.ids, i * 32, 32)));
         break;
       case 'done':
-        for (const ab of m.recycled) chunkBuffers.give(ab);
-        m.seqs.forEach((seq, i) => this.settle(seq, m.sealed[i]));
+        for (const seq of m.seqs) this.settle(seq, undefined);
+        break;
+      case 'pack':
+        this.takePack(m.pack, w);
         break;
       case 'opened':
         for (const it of m.items) this.settle(it.seq, 'failure' in it ? it.failure : Buffer.from(it.plain));
         break;
     }
+  }
+
+  /** Hands a worker's finished pack to the sink; its buffer goes back to the worker after the upload. */
+  private takePack(m: PackMessage, w: PoolWorker): void {
+    const sink = this.sink;
+    if (!sink) return;
+    if (m.buffer) w.packBuffers.set(m.slot, m.buffer);
+    const sab = w.packBuffers.get(m.slot)!;
+    const blobs = m.lengths.length - 1;
+    const entries: PackEntry[] = [];
+    let offset = 0;
+    for (let i = 0; i < blobs; i++) {
+      entries.push({ type: 'data', id: Buffer.from(m.ids, i * 32, 32), offset, length: m.lengths[i]! });
+      offset += m.lengths[i]!;
+    }
+    const parts = m.offsets.map((o, i) => Buffer.from(sab, o, m.lengths[i]!));
+    const pack: BuiltPack = { parts, size: m.size, name: m.name, entries, keySlot: this.keys.slot };
+    void sink.addPack(pack, m.raw).then(() => {
+      if (!this.closed) w.worker.postMessage({ op: 'recycle', slot: m.slot } satisfies SealRequest);
+    });
   }
 
   private fail(e: unknown): void {
@@ -161,7 +219,7 @@ export class SealPool {
     if (w.hash.length > 0) {
       const items = w.hash;
       w.hash = [];
-      w.worker.postMessage({ op: 'hash', items } satisfies SealRequest, items.map((i) => i.data));
+      w.worker.postMessage({ op: 'hash', items } satisfies SealRequest);
     }
     if (w.keep.length > 0 || w.drop.length > 0) {
       const msg: SealRequest = { op: 'decide', keep: w.keep, drop: w.drop };
@@ -177,54 +235,84 @@ export class SealPool {
   }
 
   /**
-   * Stores one chunk as a data blob unless the sink already has it. `id`
-   * resolves to the blob's ID once it is stored (or known); `admitted`
-   * resolves as soon as the chunk is within the pool's memory budget, which
-   * is when a reader may go on to the next file. A chunk with its own whole
-   * ArrayBuffer (as the chunker makes them) is transferred to a worker: the
-   * caller must not touch it afterwards.
+   * Cuts `data` with `chunker` (or, given null, ends the chunker's stream)
+   * and starts storing each chunk as a data blob unless the sink already has
+   * it. Resolves once the chunks are copied into the arena, which is when
+   * `data` may be reused and a reader may go on; each of the returned
+   * promises resolves to a chunk's blob ID once it is stored or known. Waits
+   * first while uploads or the arena are full.
    */
-  store(chunk: Uint8Array): { admitted: Promise<void>; id: Promise<Buffer> } {
-    let admit!: () => void;
-    const admitted = new Promise<void>((r) => (admit = r));
-    const id = this.storeAdmitted(chunk, admit);
-    id.catch(() => admit());
-    return { admitted, id };
+  async feed(chunker: Chunker, data: Uint8Array | null): Promise<Promise<Buffer>[]> {
+    const ids: Promise<Buffer>[] = [];
+    if (data === null) await this.place(chunker, null, ids);
+    else for (let pos = 0; pos < data.length; pos += FEED_SLICE) await this.place(chunker, data.subarray(pos, pos + FEED_SLICE), ids);
+    return ids;
   }
 
-  private async storeAdmitted(chunk: Uint8Array, admit: () => void): Promise<Buffer> {
+  private async place(chunker: Chunker, data: Uint8Array | null, ids: Promise<Buffer>[]): Promise<void> {
     const sink = this.sink;
-    if (!sink) throw new Error('this pool was made for reading only');
+    const arena = this.arena;
+    if (!sink || !arena) throw new Error('this pool was made for reading only');
+    if (this.failed) throw this.failed;
     await sink.waitForUploadRoom();
-    const n = chunk.length;
-    await this.budget.acquire(n);
-    admit();
-    const w = this.pick();
-    w.outstanding += n;
+    // At most what the chunker holds back plus the new bytes can come out now, plus alignment padding.
+    const most = chunker.buffered + (data?.length ?? 0);
+    if (most === 0) return;
+    const reserve = most + ALIGN * (Math.ceil(most / chunker.minChunk) + 2);
+    const region = await arena.alloc(reserve);
+    const chunks: Region[] = [];
+    let at = region.offset;
+    const emit = (c: Uint8Array): void => {
+      // Copying into shared memory goes word by word only when source and target agree modulo 8; otherwise V8 copies byte by byte.
+      at += (c.byteOffset - at) & (ALIGN - 1);
+      arena.bytes.set(c, at);
+      chunks.push({ offset: at, length: c.length });
+      at += c.length;
+    };
     try {
+      if (data) chunker.updateInto(data, emit);
+      else chunker.finalInto(emit);
+    } finally {
+      // The padding between chunks goes back with them (each chunk's region starts at the previous one's end).
+      arena.release(at, region.offset + reserve - at);
+    }
+    let from = region.offset;
+    for (const c of chunks) {
+      ids.push(quiet(this.storeChunk(sink, arena, { offset: from, length: c.offset + c.length - from }, c)));
+      from = c.offset + c.length;
+    }
+  }
+
+  /** Stores the chunk at `chunk`, then releases `held` (the chunk and the padding before it). */
+  private async storeChunk(sink: BlobSink, arena: ChunkArena, held: Region, chunk: Region): Promise<Buffer> {
+    let w: PoolWorker | null = null;
+    try {
+      w = this.pick();
+      w.outstanding += chunk.length;
       const seq = ++this.seq;
       const hashed = this.wait<Buffer>(seq);
-      w.hash.push({ seq, ...transferableView(chunk) });
-      this.schedule(w, n);
+      w.hash.push({ seq, offset: chunk.offset, length: chunk.length });
+      this.schedule(w, chunk.length);
       const id = await hashed;
       if (!sink.claim(id.toString('hex'))) {
+        // The worker has read the chunk for the last time: its region is free from here on.
         w.drop.push(seq);
         this.schedule(w, 0);
         return id;
       }
-      const done = this.wait<{ parts: ArrayBuffer[]; length: number; raw: number }>(seq);
+      const sealed = this.wait<void>(seq);
       w.keep.push(seq);
       this.schedule(w, 0);
-      const sealed = await done;
-      await sink.addSealedBlob({ type: 'data', id, parts: sealed.parts.map((p) => new Uint8Array(p)), length: sealed.length }, sealed.raw);
+      // Sealed into the worker's pack: the ID is claimed, and the final flush uploads it before any snapshot names it.
+      await sealed;
       return id;
     } finally {
-      w.outstanding -= n;
-      this.budget.release(n);
+      if (w) w.outstanding -= chunk.length;
+      arena.release(held.offset, held.length);
     }
   }
 
-  /** Has every worker hand back its partly filled pack. */
+  /** Has every worker finish its partly filled pack and hand it to the sink. */
   async flush(): Promise<void> {
     await Promise.all(
       this.workers.map((w) => {
@@ -268,18 +356,15 @@ export class SealPool {
   }
 }
 
-/**
- * A chunk that starts its own ArrayBuffer (the chunker's pooled buffers) is
- * sent whole with its length, without a copy; anything else is copied.
- */
-function transferableView(b: Uint8Array): { data: ArrayBuffer; length: number } {
-  if (b.byteOffset === 0 && b.buffer instanceof ArrayBuffer) return { data: b.buffer, length: b.byteLength };
-  return { data: ownBuffer(b), length: b.byteLength };
-}
-
 /** A copy with its own small ArrayBuffer. */
 function standalone(b: Uint8Array): Buffer {
   const c = Buffer.allocUnsafeSlow(b.length);
   c.set(b);
   return c;
+}
+
+/** Marks a promise as handled; whoever awaits it later still sees its rejection. */
+function quiet<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
 }

@@ -206,13 +206,8 @@ async function storeFile(
   let headBytes = 0;
   let total = 0;
   const ids: Promise<Buffer>[] = [];
-  const feed = async (chunks: Uint8Array[]): Promise<void> => {
-    const handed = chunks.map((c) => opts.pool.store(c));
-    for (const h of handed) {
-      h.id.catch(() => {});
-      ids.push(h.id);
-    }
-    await Promise.all(handed.map((h) => h.admitted));
+  const feed = async (c: Chunker, data: Uint8Array | null): Promise<void> => {
+    ids.push(...(await opts.pool.feed(c, data)));
   };
   for await (const piece of entry) {
     total += piece.length;
@@ -223,16 +218,17 @@ async function storeFile(
       const first = Buffer.concat(head);
       head = [];
       chunker = createChunker(opts.repo.chunkPolicy.choose(snapPath, size, first).params);
-      await feed(chunker.update(first));
+      await feed(chunker, first);
       continue;
     }
-    await feed(chunker.update(piece));
+    await feed(chunker, piece);
   }
   if (!chunker) {
-    chunker = createChunker(opts.repo.chunkPolicy.choose(snapPath, size, Buffer.concat(head)).params);
-    await feed(chunker.update(Buffer.concat(head)));
+    const all = Buffer.concat(head);
+    chunker = createChunker(opts.repo.chunkPolicy.choose(snapPath, size, all).params);
+    await feed(chunker, all);
   }
-  await feed(chunker.final());
+  await feed(chunker, null);
   const node: { -readonly [K in keyof TreeNode]: TreeNode[K] } = { ...base, type: 'file', size: total, content: [] };
   const done = Promise.all(ids).then((bufs) => {
     node.content = bufs.map((b) => b.toString('hex'));
