@@ -23,7 +23,7 @@ import { type Counters, type ProgressReporter, newCounters, silentProgress } fro
 import type { Repository } from './repository.ts';
 import { mapLimit } from './repository.ts';
 import type { SealPool } from './seal-pool.ts';
-import { type TreeNode, loadTree, nameBytes, nameFields, saveTree, targetFields } from './tree.ts';
+import { type TreeNode, loadTree, nameBytes, nameFields, sameNode, saveTree, targetFields } from './tree.ts';
 import { type XattrMap, readXattrs } from './xattr.ts';
 import { type IdNames, loadIdNames } from './idnames.ts';
 import { Semaphore } from './semaphore.ts';
@@ -43,6 +43,68 @@ const FILE_SLOTS = 2;
 /** Entries of one directory handled at the same time. */
 const ENTRY_CONCURRENCY = 16;
 
+/**
+ * What can be learnt of the sources before the repository is open: their
+ * extended attributes (one getfattr run) and, for progress, their totals.
+ * A command starts it first, so that it runs while the passphrase's key is
+ * derived, which takes half a second by design.
+ */
+export interface SourceSurvey {
+  readonly xattrs: Promise<XattrMap | null>;
+  /** Files and bytes under the sources, when the walk is done. */
+  readonly totals: Promise<{ files: number; bytes: number } | null>;
+  /** Ends the totals walk early (the backup finished first). */
+  stop(): void;
+}
+
+export function surveySources(paths: readonly string[], opts: { xattrs?: boolean } = {}): SourceSurvey {
+  const sources = normaliseSources(paths);
+  let stopped = false;
+  const xattrs = opts.xattrs === false ? Promise.resolve(new Map() as XattrMap) : loadXattrs(sources);
+  const totals = walkTotals(sources, () => stopped);
+  xattrs.catch(() => {});
+  return { xattrs, totals, stop: () => void (stopped = true) };
+}
+
+async function loadXattrs(sources: readonly string[]): Promise<XattrMap | null> {
+  const all: XattrMap = new Map();
+  for (const s of sources) {
+    const map = await readXattrs(s);
+    if (!map) return null;
+    for (const [k, v] of map) all.set(k, v);
+  }
+  return all;
+}
+
+/** Walks with lstat only, yielding between directories so that other work goes on. */
+async function walkTotals(sources: readonly string[], stopped: () => boolean): Promise<{ files: number; bytes: number } | null> {
+  let files = 0;
+  let bytes = 0;
+  const stack = [...sources];
+  while (stack.length > 0) {
+    if (stopped()) return null;
+    const p = stack.pop()!;
+    let st: fss.Stats;
+    try {
+      st = fss.lstatSync(p);
+    } catch {
+      continue;
+    }
+    if (st.isDirectory()) {
+      try {
+        for (const n of fss.readdirSync(p)) stack.push(path.join(p, n));
+      } catch {
+        // the archiver reports unreadable directories
+      }
+      await new Promise((r) => setImmediate(r));
+    } else {
+      files++;
+      if (st.isFile()) bytes += st.size;
+    }
+  }
+  return { files, bytes };
+}
+
 export interface ArchiveOptions {
   readonly repo: Repository;
   readonly pool: SealPool;
@@ -53,6 +115,8 @@ export interface ArchiveOptions {
   readonly exclude?: (snapshotPath: string) => boolean;
   /** Read extended attributes (default true). */
   readonly xattrs?: boolean;
+  /** A survey of these sources started earlier (see surveySources); made here if absent. */
+  readonly survey?: SourceSurvey;
 }
 
 export interface ArchiveError {
@@ -75,6 +139,12 @@ export interface ArchiveResult {
   readonly sources: ReadonlyMap<string, TreeNode>;
   readonly stats: ArchiveStats;
   readonly errors: readonly ArchiveError[];
+}
+
+/** A directory of the parent snapshot: its tree's ID and its nodes by name (latin1 of the name bytes). */
+interface ParentDir {
+  readonly id: string;
+  readonly children: Map<string, TreeNode>;
 }
 
 interface Trie {
@@ -126,55 +196,25 @@ export class Archiver {
       node.target = true;
     }
     this.names = await loadIdNames();
-    if (this.opts.xattrs !== false) await this.loadXattrs(sources);
-    const scan = this.scanTotals(sources);
+    const survey = this.opts.survey ?? surveySources(sources, { xattrs: this.opts.xattrs !== false });
+    const xattrs = await survey.xattrs;
+    if (xattrs) this.xattrs = xattrs;
+    else this.progress.warn('extended attributes are not saved: install the "attr" package (getfattr) to save them');
+    void survey.totals.then((t) => {
+      if (!t) return;
+      this.counters.totalFiles = t.files;
+      this.counters.totalBytes = t.bytes;
+    });
     this.progress.phase('backup');
     const parentRoot = this.opts.parentTree ? await this.parentChildren(this.opts.parentTree) : null;
-    const tree = root.target ? await this.saveDirContents(Buffer.from('/'), '', parentRoot) : await this.saveTrie(root, '', parentRoot);
-    await scan;
-    this.progress.update(this.counters);
-    return { tree, sources: this.sourceNodes, stats: this.stats, errors: this.errors };
-  }
-
-  private async loadXattrs(sources: readonly string[]): Promise<void> {
-    for (const s of sources) {
-      const map = await readXattrs(s);
-      if (!map) {
-        this.progress.warn('extended attributes are not saved: install the "attr" package (getfattr) to save them');
-        return;
-      }
-      for (const [k, v] of map) this.xattrs.set(k, v);
+    try {
+      const tree = root.target ? await this.saveDirContents(Buffer.from('/'), '', parentRoot) : await this.saveTrie(root, '', parentRoot);
+      this.progress.update(this.counters);
+      return { tree, sources: this.sourceNodes, stats: this.stats, errors: this.errors };
+    } finally {
+      // Totals only serve the progress line: a walk still going when the backup is done is of no use.
+      survey.stop();
     }
-  }
-
-  /** Walks ahead with lstat only, so that progress can show totals and an ETA. */
-  private async scanTotals(sources: readonly string[]): Promise<void> {
-    let files = 0;
-    let bytes = 0;
-    const stack = [...sources];
-    while (stack.length > 0) {
-      const p = stack.pop()!;
-      let st: fss.Stats;
-      try {
-        st = fss.lstatSync(p);
-      } catch {
-        continue;
-      }
-      if (st.isDirectory()) {
-        try {
-          for (const n of fss.readdirSync(p)) stack.push(path.join(p, n));
-        } catch {
-          // the archiver reports unreadable directories
-        }
-        // Yield between directories so that the backup itself keeps going.
-        await new Promise((r) => setImmediate(r));
-      } else {
-        files++;
-        if (st.isFile()) bytes += st.size;
-      }
-    }
-    this.counters.totalFiles = files;
-    this.counters.totalBytes = bytes;
   }
 
   private recordError(snapPath: string, e: unknown): void {
@@ -185,10 +225,10 @@ export class Archiver {
     this.progress.warn(`${snapPath || '/'}: ${message}`);
   }
 
-  private async parentChildren(treeId: string): Promise<Map<string, TreeNode> | null> {
+  private async parentChildren(treeId: string): Promise<ParentDir | null> {
     try {
       const tree = await loadTree(this.repo, treeId);
-      return new Map(tree.nodes.map((n) => [nameBytes(n).toString('latin1'), n]));
+      return { id: treeId, children: new Map(tree.nodes.map((n) => [nameBytes(n).toString('latin1'), n])) };
     } catch (e) {
       // A parent we cannot read only costs re-reading files.
       this.progress.warn(`parent tree ${treeId.slice(0, 12)} cannot be read (${e instanceof Error ? e.message : String(e)}); reading all files`);
@@ -196,11 +236,27 @@ export class Archiver {
     }
   }
 
-  private async saveTrie(node: Trie, fsDir: string, parent: Map<string, TreeNode> | null): Promise<string> {
+  /**
+   * Saves a directory's tree, unless every node equals the parent's: then the
+   * tree is the parent's, which is stored already, and is not encoded and
+   * hashed again (most directories of a nightly backup).
+   */
+  private async saveDirTree(nodes: readonly TreeNode[], parent: ParentDir | null): Promise<string> {
+    if (parent && nodes.length === parent.children.size && this.repo.hasBlob(parent.id)) {
+      const same = nodes.every((n) => {
+        const p = parent.children.get(nameBytes(n).toString('latin1'));
+        return p !== undefined && sameNode(n, p);
+      });
+      if (same) return parent.id;
+    }
+    return await saveTree(this.repo, nodes);
+  }
+
+  private async saveTrie(node: Trie, fsDir: string, parent: ParentDir | null): Promise<string> {
     const nodes: TreeNode[] = [];
     for (const [name, child] of node.children) {
       const childPath = `${fsDir}/${name}`;
-      const pnode = parent?.get(Buffer.from(name).toString('latin1'));
+      const pnode = parent?.children.get(Buffer.from(name).toString('latin1'));
       if (child.target) {
         const n = await this.saveEntry(Buffer.from(childPath), childPath, Buffer.from(name), pnode);
         if (n) {
@@ -245,7 +301,7 @@ export class Archiver {
     };
   }
 
-  private async saveDirContents(fsDir: Buffer, snapDir: string, parent: Map<string, TreeNode> | null): Promise<string> {
+  private async saveDirContents(fsDir: Buffer, snapDir: string, parent: ParentDir | null): Promise<string> {
     let names: Buffer[];
     try {
       names = fss.readdirSync(fsDir, { encoding: 'buffer' });
@@ -256,11 +312,11 @@ export class Archiver {
     names.sort(Buffer.compare);
     const sep = fsDir.length > 0 && fsDir[fsDir.length - 1] === 0x2f ? Buffer.alloc(0) : Buffer.from('/');
     const nodes = await mapLimit(names, ENTRY_CONCURRENCY, (name) =>
-      this.saveEntry(Buffer.concat([fsDir, sep, name]), `${snapDir}/${name.toString('utf8')}`, name, parent?.get(name.toString('latin1'))),
+      this.saveEntry(Buffer.concat([fsDir, sep, name]), `${snapDir}/${name.toString('utf8')}`, name, parent?.children.get(name.toString('latin1'))),
     );
-    return await saveTree(
-      this.repo,
+    return await this.saveDirTree(
       nodes.filter((n): n is TreeNode => n !== null),
+      parent,
     );
   }
 

@@ -5,7 +5,7 @@
  */
 import { hostname } from 'node:os';
 import { currentUser } from './idnames.ts';
-import { Archiver, type ArchiveError, normaliseSources } from './archiver.ts';
+import { Archiver, type ArchiveError, type SourceSurvey, normaliseSources } from './archiver.ts';
 import { RepositoryLock } from './lock.ts';
 import { type ProgressReporter, silentProgress } from './progress.ts';
 import type { Repository } from './repository.ts';
@@ -23,6 +23,8 @@ export interface BackupOptions {
   readonly exclude?: (snapshotPath: string) => boolean;
   readonly progress?: ProgressReporter;
   readonly threads?: number;
+  /** A survey of `paths` started before the repository was opened (see surveySources). */
+  readonly survey?: SourceSurvey;
 }
 
 export interface BackupResult {
@@ -52,6 +54,7 @@ export async function backupPaths(repo: Repository, opts: BackupOptions): Promis
       ...(parent ? { parentTree: parent.snapshot.tree } : {}),
       progress,
       ...(opts.exclude ? { exclude: opts.exclude } : {}),
+      ...(opts.survey ? { survey: opts.survey } : {}),
     });
     const result = await archiver.run(paths);
     progress.phase('finishing');

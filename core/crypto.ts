@@ -9,7 +9,7 @@
  * matters because sealing is on the hot path of every backup.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import sodium from 'libsodium-wrappers-sumo';
+import type Sodium from 'libsodium-wrappers-sumo';
 
 export const NONCE_SIZE = 24;
 export const TAG_SIZE = 16;
@@ -20,17 +20,22 @@ export const ID_SIZE = 32;
 /** crypto_box_seal of a 32-byte key: ephemeral public key + MAC + key. */
 export const SEALED_KEY_SIZE = 32 + 16 + 32;
 
-let ready = false;
+let sodium: typeof Sodium | null = null;
 
-/** libsodium is WebAssembly and must be instantiated once before use. */
+/**
+ * libsodium is WebAssembly and must be instantiated once before use. It is
+ * imported here, not at the top, so that a command can read its key file and
+ * start the key derivation before it pays for loading libsodium itself.
+ */
 export async function initCrypto(): Promise<void> {
-  if (ready) return;
-  await sodium.ready;
-  ready = true;
+  if (sodium) return;
+  const s = (await import('libsodium-wrappers-sumo')).default;
+  await s.ready;
+  sodium = s;
 }
 
-function lib(): typeof sodium {
-  if (!ready) throw new Error('initCrypto() was not awaited before using crypto');
+function lib(): typeof Sodium {
+  if (!sodium) throw new Error('initCrypto() was not awaited before using crypto');
   return sodium;
 }
 

@@ -8,11 +8,13 @@ import { hostname } from 'node:os';
 import { currentUser } from './idnames.ts';
 import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
+import type { KdfJob } from './kdf-worker.ts';
 import { z } from 'zod';
 import {
   type Argon2Params,
   type RepositoryKeys,
   argon2id,
+  initCrypto,
   keysFromMaster,
   keysFromWriteSecret,
   open,
@@ -98,7 +100,16 @@ function requireMaster(keys: RepositoryKeys): Buffer {
 
 /** The keys, or null when the passphrase does not open this key file. */
 export async function openKeyFile(file: KeyFileJson, password: string): Promise<RepositoryKeys | null> {
-  const kek = await deriveKek(password, Buffer.from(file.kdf.salt, 'base64'), file.kdf);
+  return unwrapKeyFile(file, await keyFileKek(file, password));
+}
+
+/** The key-encryption key a passphrase gives for this key file (right or wrong). */
+export async function keyFileKek(file: KeyFileJson, password: string): Promise<Buffer> {
+  return await deriveKek(password, Buffer.from(file.kdf.salt, 'base64'), file.kdf);
+}
+
+/** The keys in a key file, or null when `kek` does not open it. */
+export function unwrapKeyFile(file: KeyFileJson, kek: Uint8Array): RepositoryKeys | null {
   const plain = open(kek, Buffer.from(file.data, 'base64'), KEYFILE_AD);
   if (!plain) return null;
   const payload = payloadSchema.parse(JSON.parse(plain.toString('utf8')));
@@ -113,25 +124,56 @@ export function readKeyMeta(file: KeyFileJson, keys: RepositoryKeys): KeyMeta | 
   return r.success ? r.data : null;
 }
 
+let prestarted: Worker | null = null;
+
+function startKdfWorker(): Worker {
+  return new Worker(new URL('./kdf-worker.ts', import.meta.url));
+}
+
+/**
+ * Starts the worker of the next derivation now, so that its start (loading
+ * libsodium, a tenth of a second) overlaps with whatever the command does
+ * before it has the passphrase and the key file. Unused, it does not keep
+ * the process alive.
+ */
+export function prestartKdf(): void {
+  if (prestarted) return;
+  prestarted = startKdfWorker();
+  prestarted.unref();
+}
+
+/** Uses a worker of core/kdf-worker.ts started elsewhere (the executable starts one before loading the rest). */
+export function adoptKdfWorker(worker: Worker): void {
+  if (prestarted) void prestarted.terminate();
+  prestarted = worker;
+  prestarted.unref();
+}
+
 /**
  * Argon2id in a worker thread: the main thread goes on (listing the
  * repository, walking the files) while it runs, and the derivation's memory
  * is returned when the worker ends. Cheap test costs run inline.
  */
 export async function deriveKek(password: string, salt: Uint8Array, params: Argon2Params): Promise<Buffer> {
-  if (params.memlimit <= INSECURE_TEST_ARGON2.memlimit) return argon2id(password, salt, params);
-  const worker = new Worker(new URL('./kdf-worker.ts', import.meta.url), {
-    workerData: { password, salt, opslimit: params.opslimit, memlimit: params.memlimit },
-  });
-  return await new Promise<Buffer>((resolve, reject) => {
-    worker.once('message', (key: Uint8Array) => resolve(Buffer.from(key)));
-    worker.once('error', reject);
-    worker.once('exit', (code) => {
-      if (code !== 0) reject(new Error(`key derivation worker exited with code ${code}`));
+  if (params.memlimit <= INSECURE_TEST_ARGON2.memlimit) {
+    await initCrypto();
+    return argon2id(password, salt, params);
+  }
+  const worker = prestarted ?? startKdfWorker();
+  prestarted = null;
+  worker.ref();
+  const job: KdfJob = { password, salt, opslimit: params.opslimit, memlimit: params.memlimit };
+  worker.postMessage(job);
+  try {
+    return await new Promise<Buffer>((resolve, reject) => {
+      worker.once('message', (key: Uint8Array) => resolve(Buffer.from(key)));
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`key derivation worker exited with code ${code}`)));
     });
-  });
+  } finally {
+    void worker.terminate();
+  }
 }
-
 
 /**
  * Picks Argon2id costs that take about `targetMs` on this machine, as restic

@@ -23,7 +23,7 @@ import {
   WrongPasswordError,
   isStowageError,
 } from './errors.ts';
-import { type KeyFileJson, type KeyMeta, createKeyFile, openKeyFile, parseKeyFile, readKeyMeta } from './keyfile.ts';
+import { type KeyFileJson, type KeyMeta, createKeyFile, keyFileKek, openKeyFile, parseKeyFile, readKeyMeta, unwrapKeyFile } from './keyfile.ts';
 import { type BuiltPack, HEADER_READ_GUESS, type KeySlot, NO_KEY_SLOT, type SealedBlob, buildPack, headerLengthFromTail, parsePackHeader } from './pack.ts';
 import type { PoolKeys } from './seal-pool.ts';
 import { Semaphore } from './semaphore.ts';
@@ -109,14 +109,18 @@ export class Repository {
   }
 
   static async open(backend: Backend, password: string, opts: OpenOptions = {}): Promise<Repository> {
-    await initCrypto();
     const [configBytes, keyFiles] = await Promise.all([loadConfigBytes(backend), loadKeyFiles(backend)]);
     if (opts.keyHint) {
       const hint = opts.keyHint;
       keyFiles.sort((a, b) => Number(b.name.startsWith(hint)) - Number(a.name.startsWith(hint)));
     }
-    for (const { name, file } of keyFiles) {
-      const keys = await openKeyFile(file, password);
+    // The first derivation starts before libsodium is loaded on this thread, so that the two overlap.
+    const first = keyFiles.length > 0 ? keyFileKek(keyFiles[0]!.file, password) : null;
+    first?.catch(() => {});
+    await initCrypto();
+    for (const [i, { name, file }] of keyFiles.entries()) {
+      const kek = i === 0 ? await first! : await keyFileKek(file, password);
+      const keys = unwrapKeyFile(file, kek);
       if (!keys) continue;
       const plain = openObject(keys.metaKey, 'config', configBytes);
       if (!plain) throw new IntegrityError('config', 'the config does not decrypt with a key that opened: it was replaced or damaged');

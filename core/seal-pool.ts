@@ -105,8 +105,8 @@ export class SealPool {
   private readonly waiting = new Map<number, Waiter>();
   private seq = 0;
   private readonly budget: ByteBudget;
-  /** Chunks on their way to the workers; only pools that store have one. */
-  private readonly arena: ChunkArena | null;
+  /** Chunks on their way to the workers; made with the workers, and only by pools that store. */
+  private arena: ChunkArena | null = null;
   private failed: unknown = null;
   private closed = false;
 
@@ -115,12 +115,12 @@ export class SealPool {
     this.sink = sink;
     this.threads = opts.threads ?? Math.max(1, availableParallelism());
     this.budget = new ByteBudget(opts.budgetBytes ?? 12 * 1024 * 1024);
-    this.arena = sink ? new ChunkArena(ARENA_BYTES) : null;
   }
 
   private start(): void {
     if (this.closed) throw new Error('the seal pool is closed');
     if (this.workers.length > 0) return;
+    if (this.sink) this.arena = new ChunkArena(ARENA_BYTES);
     const k = this.keys;
     const init: SealWorkerInit = {
       idKey: k.idKey,
@@ -251,9 +251,10 @@ export class SealPool {
 
   private async place(chunker: Chunker, data: Uint8Array | null, ids: Promise<Buffer>[]): Promise<void> {
     const sink = this.sink;
-    const arena = this.arena;
-    if (!sink || !arena) throw new Error('this pool was made for reading only');
+    if (!sink) throw new Error('this pool was made for reading only');
     if (this.failed) throw this.failed;
+    this.start();
+    const arena = this.arena!;
     await sink.waitForUploadRoom();
     // At most what the chunker holds back plus the new bytes can come out now, plus alignment padding.
     const most = chunker.buffered + (data?.length ?? 0);

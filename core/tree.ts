@@ -4,7 +4,6 @@
  * the bytes of their names) so that an unchanged directory gives the same
  * blob ID and deduplicates.
  */
-import { z } from 'zod';
 import { IntegrityError, UsageError } from './errors.ts';
 
 export type NodeType = 'file' | 'dir' | 'symlink' | 'chardev' | 'blockdev';
@@ -103,38 +102,75 @@ export function encodeTree(nodes: readonly TreeNode[]): Buffer {
   return Buffer.from(JSON.stringify({ nodes: canon }));
 }
 
-const nodeSchema = z.object({
-  name: z.string(),
-  nameRaw: z.string().optional(),
-  type: z.enum(['file', 'dir', 'symlink', 'chardev', 'blockdev']),
-  mode: z.number().int().min(0).max(0o7777),
-  uid: z.number().int().min(0),
-  gid: z.number().int().min(0),
-  user: z.string().optional(),
-  group: z.string().optional(),
-  mtime: z.string().regex(/^-?[0-9]+$/),
-  ctime: z.string().optional(),
-  inode: z.string().optional(),
-  device: z.string().optional(),
-  links: z.number().int().optional(),
-  size: z.number().int().min(0).optional(),
-  content: z.array(z.string().regex(/^[0-9a-f]{64}$/)).optional(),
-  subtree: z.string().regex(/^[0-9a-f]{64}$/).optional(),
-  target: z.string().optional(),
-  targetRaw: z.string().optional(),
-  rdev: z.string().optional(),
-  xattrs: z.array(z.object({ name: z.string(), value: z.string() })).optional(),
-});
-const treeSchema = z.object({ nodes: z.array(nodeSchema) });
+/*
+ * Tree blobs are checked by hand rather than with a schema library: a
+ * no-change backup decodes every directory of the parent snapshot, and a
+ * generic validator cost more than decrypting and decompressing them.
+ */
+const NODE_TYPES: ReadonlySet<string> = new Set(['file', 'dir', 'symlink', 'chardev', 'blockdev']);
+const INTEGER_STRING = /^-?[0-9]+$/;
+const HEX_ID = /^[0-9a-f]{64}$/;
+const OPTIONAL_STRINGS = ['nameRaw', 'user', 'group', 'ctime', 'inode', 'device', 'target', 'targetRaw', 'rdev'] as const;
+const KNOWN_KEYS: ReadonlySet<string> = new Set([
+  'name', 'nameRaw', 'type', 'mode', 'uid', 'gid', 'user', 'group', 'mtime', 'ctime', 'inode', 'device', 'links',
+  'size', 'content', 'subtree', 'target', 'targetRaw', 'rdev', 'xattrs',
+]);
+
+function isUint(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0;
+}
+
+function isNode(v: unknown): v is TreeNode {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const o = v as Record<string, unknown>;
+  if (typeof o['name'] !== 'string' || typeof o['type'] !== 'string' || !NODE_TYPES.has(o['type'])) return false;
+  if (!isUint(o['mode']) || o['mode'] > 0o7777 || !isUint(o['uid']) || !isUint(o['gid'])) return false;
+  if (typeof o['mtime'] !== 'string' || !INTEGER_STRING.test(o['mtime'])) return false;
+  for (const k of OPTIONAL_STRINGS) if (o[k] !== undefined && typeof o[k] !== 'string') return false;
+  if (o['links'] !== undefined && !Number.isInteger(o['links'])) return false;
+  if (o['size'] !== undefined && !isUint(o['size'])) return false;
+  if (o['subtree'] !== undefined && (typeof o['subtree'] !== 'string' || !HEX_ID.test(o['subtree']))) return false;
+  const content = o['content'];
+  if (content !== undefined && (!Array.isArray(content) || !content.every((c) => typeof c === 'string' && HEX_ID.test(c)))) return false;
+  const xattrs = o['xattrs'];
+  if (xattrs !== undefined) {
+    if (!Array.isArray(xattrs)) return false;
+    for (const x of xattrs) {
+      if (typeof x !== 'object' || x === null || typeof x.name !== 'string' || typeof x.value !== 'string') return false;
+    }
+  }
+  // Keys this version does not know are dropped, as a schema parse would.
+  for (const k of Object.keys(o)) if (!KNOWN_KEYS.has(k)) delete o[k];
+  return true;
+}
 
 /** Parses a tree blob; null when it is not a valid tree. */
 export function decodeTree(plain: Buffer): Tree | null {
+  let parsed: unknown;
   try {
-    const r = treeSchema.safeParse(JSON.parse(plain.toString('utf8')));
-    return r.success ? (r.data as Tree) : null;
+    parsed = JSON.parse(plain.toString('utf8'));
   } catch {
     return null;
   }
+  if (typeof parsed !== 'object' || parsed === null) return null;
+  const nodes = (parsed as { nodes?: unknown }).nodes;
+  if (!Array.isArray(nodes) || !nodes.every(isNode)) return null;
+  return { nodes } as Tree;
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => sameValue(x, b[i]));
+  if (typeof a === 'object' && typeof b === 'object' && a !== null && b !== null) {
+    const ka = Object.keys(a);
+    return ka.length === Object.keys(b).length && ka.every((k) => sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+  }
+  return false;
+}
+
+/** Whether two nodes encode alike: a tree of nodes equal to another's is that tree. */
+export function sameNode(a: TreeNode, b: TreeNode): boolean {
+  return KEY_ORDER.every((k) => sameValue(a[k], b[k]));
 }
 
 /** mtime in nanoseconds as a Date (millisecond precision), for display. */

@@ -1,5 +1,6 @@
 /** `stowage backup PATH...`: backs up paths into a new snapshot. */
 import * as path from 'node:path';
+import { surveySources } from '../../core/archiver.ts';
 import { backupPaths } from '../../core/backup.ts';
 import { UsageError } from '../../core/errors.ts';
 import { shortId } from '../../core/snapshot.ts';
@@ -46,7 +47,12 @@ export async function run(ctx: Context, paths: string[], opts: BackupCommandOpti
     return await runContainers(ctx, opts);
   }
   if (paths.length === 0) throw new UsageError('backup needs at least one PATH, or --containers, --label or --compose-project');
-  const repo = await openRepository(ctx);
+  // Started first: it runs while the passphrase's key is derived.
+  const survey = surveySources(paths);
+  const repo = await openRepository(ctx).catch((e: unknown) => {
+    survey.stop();
+    throw e;
+  });
   const progress = ctx.out.progress('backup');
   try {
     const exclude = await compileExcludes(opts.exclude ?? [], opts.excludeFile ?? []);
@@ -57,6 +63,7 @@ export async function run(ctx: Context, paths: string[], opts: BackupCommandOpti
       ...(opts.parent ? { parent: opts.parent } : {}),
       ...(exclude ? { exclude } : {}),
       progress,
+      survey,
     });
     progress.stop();
     const s = r.snapshot.stats;
