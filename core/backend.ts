@@ -67,6 +67,12 @@ export interface Backend {
   readonly location: string;
   /** True when reads are as cheap as a local cache would make them. */
   readonly isLocal: boolean;
+  /**
+   * Where an object's bytes are as a file on this machine, for backends that
+   * keep them so: a restore's worker threads then read blobs from the packs
+   * themselves. The file must be read-only to its reader, as objects never change.
+   */
+  filePath?(h: Handle): string;
   /** Prepares an empty repository; RepositoryExistsError if one is there. */
   create(): Promise<void>;
   save(h: Handle, data: Body): Promise<void>;

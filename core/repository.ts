@@ -482,6 +482,17 @@ export class Repository {
     return { pack: loc.pack, offset: loc.offset, length: loc.length, key: this.keyForBlob(type, loc.pack) };
   }
 
+  /**
+   * Where a data blob's sealed bytes are in a file on this machine (a local
+   * repository), so that a worker thread can read them itself; null when the
+   * backend keeps no such files.
+   */
+  blobFile(type: BlobType, idHex: string): { pack: string; key: Buffer; path: string; offset: number; length: number } | null {
+    if (!this.backend.filePath) return null;
+    const loc = this.locateBlob(type, idHex);
+    return { ...loc, path: this.backend.filePath({ type: 'data', name: loc.pack }) };
+  }
+
   /** Raw bytes of a pack: one read for several blobs (restore). Every blob in it is still authenticated when opened. */
   async readPackRange(pack: string, offset: number, length: number): Promise<Buffer> {
     return await this.backend.load({ type: 'data', name: pack }, { offset, length });

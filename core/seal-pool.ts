@@ -15,7 +15,7 @@ import { ChunkArena, type Region } from './chunk-arena.ts';
 import type { Chunker } from './chunker.ts';
 import type { BlobType } from './envelope.ts';
 import type { BuiltPack, KeySlot, PackEntry } from './pack.ts';
-import type { PackMessage, SealReply, SealRequest, SealWorkerInit } from './seal-worker.ts';
+import type { PackMessage, RestoreOutcome, RestoreStep, SealReply, SealRequest, SealWorkerInit } from './seal-worker.ts';
 
 export interface PoolKeys {
   readonly idKey: Buffer;
@@ -75,6 +75,7 @@ interface PoolWorker {
   keep: number[];
   drop: number[];
   open: { seq: number; type: BlobType; id: Uint8Array; key: Uint8Array; sealed: ArrayBuffer }[];
+  restore: RestoreStep[];
   batchBytes: number;
   scheduled: boolean;
   /** The worker's pack buffers, by the number it gave each. */
@@ -102,6 +103,8 @@ export class SealPool {
   private readonly sink: BlobSink | null;
   private readonly threads: number;
   private workers: PoolWorker[] = [];
+  /** Restore: bytes of the files in progress on each worker (see assignFile). */
+  private filesBytes: number[] = [];
   private readonly waiting = new Map<number, Waiter>();
   private seq = 0;
   private readonly budget: ByteBudget;
@@ -121,6 +124,7 @@ export class SealPool {
     if (this.closed) throw new Error('the seal pool is closed');
     if (this.workers.length > 0) return;
     if (this.sink) this.arena = new ChunkArena(ARENA_BYTES);
+    this.filesBytes = new Array<number>(this.threads).fill(0);
     const k = this.keys;
     const init: SealWorkerInit = {
       idKey: k.idKey,
@@ -138,7 +142,7 @@ export class SealPool {
       worker.on('exit', (code) => {
         if (code !== 0) this.fail(new Error(`seal worker exited with code ${code}`));
       });
-      this.workers.push({ worker, outstanding: 0, hash: [], keep: [], drop: [], open: [], batchBytes: 0, scheduled: false, packBuffers: new Map() });
+      this.workers.push({ worker, outstanding: 0, hash: [], keep: [], drop: [], open: [], restore: [], batchBytes: 0, scheduled: false, packBuffers: new Map() });
     }
   }
 
@@ -162,6 +166,9 @@ export class SealPool {
         break;
       case 'opened':
         for (const it of m.items) this.settle(it.seq, 'failure' in it ? it.failure : Buffer.from(it.plain));
+        break;
+      case 'restored':
+        for (const it of m.items) this.settle(it.seq, it);
         break;
     }
   }
@@ -231,6 +238,11 @@ export class SealPool {
       const items = w.open;
       w.open = [];
       w.worker.postMessage({ op: 'open', items } satisfies SealRequest, items.map((i) => i.sealed));
+    }
+    if (w.restore.length > 0) {
+      const items = w.restore;
+      w.restore = [];
+      w.worker.postMessage({ op: 'restore', items } satisfies SealRequest, items.flatMap((i) => (i.kind === 'blob' && i.sealed ? [i.sealed] : [])));
     }
   }
 
@@ -349,11 +361,91 @@ export class SealPool {
     }
   }
 
+  /**
+   * The worker a file's blobs should all go to (see restoreBlob): the one
+   * with the fewest bytes of files in progress, so that large files spread
+   * over the workers. Call `done` when the file is finished.
+   */
+  assignFile(bytes: number): { worker: number; done: () => void } {
+    this.start();
+    let best = 0;
+    for (let i = 1; i < this.workers.length; i++) if (this.filesBytes[i]! < this.filesBytes[best]!) best = i;
+    this.filesBytes[best]! += bytes;
+    let released = false;
+    return {
+      worker: best,
+      done: () => {
+        if (released) return;
+        released = true;
+        this.filesBytes[best]! -= bytes;
+      },
+    };
+  }
+
+  /**
+   * Has worker `worker` do one step of restoring a file (see RestoreStep):
+   * all of a file's steps go to one worker (assignFile), in order. A blob's
+   * `sealed` bytes, when given, are moved to the worker. Resolves to what
+   * happened; failing to create, read or write a file is an outcome too,
+   * with its errno code.
+   */
+  async restoreStep(worker: number, step: RestoreStepRequest): Promise<RestoreOutcome> {
+    const n = step.kind === 'blob' ? step.length : 0;
+    await this.budget.acquire(n);
+    this.start();
+    const w = this.workers[worker]!;
+    w.outstanding += n;
+    try {
+      const seq = ++this.seq;
+      const done = this.wait<RestoreOutcome>(seq);
+      w.restore.push(toWorkerStep(step, seq));
+      this.schedule(w, n);
+      return await done;
+    } finally {
+      w.outstanding -= n;
+      this.budget.release(n);
+    }
+  }
+
+  /** A number for a file's restore steps, unique in this pool. */
+  newFile(): number {
+    return ++this.seq;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const ws = this.workers;
     this.workers = [];
     await Promise.all(ws.map((w) => w.worker.terminate()));
+  }
+}
+
+/** A restore step as the caller gives it: Buffers, and no sequence number yet. */
+export type RestoreStepRequest =
+  | { readonly kind: 'create'; readonly file: number; readonly path: Buffer }
+  | {
+      readonly kind: 'blob';
+      readonly file: number;
+      readonly type: BlobType;
+      readonly id: Buffer;
+      readonly key: Buffer;
+      readonly sealed?: Uint8Array;
+      readonly path?: string;
+      readonly offset: number;
+      readonly length: number;
+    }
+  | { readonly kind: 'finish'; readonly file: number; readonly owner?: { uid: number; gid: number }; readonly mode: number; readonly mtime: number };
+
+function toWorkerStep(step: RestoreStepRequest, seq: number): RestoreStep {
+  switch (step.kind) {
+    case 'create':
+      return { ...step, seq, path: standalone(step.path) };
+    case 'blob': {
+      const { sealed, ...rest } = step;
+      return { ...rest, seq, id: standalone(step.id), key: standalone(step.key), ...(sealed ? { sealed: ownBuffer(sealed) } : {}) };
+    }
+    case 'finish':
+      return { ...step, seq };
   }
 }
 

@@ -9,6 +9,7 @@
  * verifies blobs for a restore.
  */
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -67,10 +68,54 @@ export type SealRequest =
   | { readonly op: 'flush'; readonly seq: number }
   /** A pack buffer the main thread is done with (uploaded), for reuse. */
   | { readonly op: 'recycle'; readonly slot: number }
+  | { readonly op: 'restore'; readonly items: readonly RestoreStep[] }
   | {
       readonly op: 'open';
       readonly items: readonly { readonly seq: number; readonly type: BlobType; readonly id: Uint8Array; readonly key: Uint8Array; readonly sealed: ArrayBuffer }[];
     };
+
+/**
+ * One step of restoring a regular file, which a seal worker does whole so
+ * that no file content and no per-file system call passes through the main
+ * thread: `create` the file (removing whatever is in its place, never
+ * following a symlink), then each `blob` in order (read from `sealed` or
+ * from the pack at `path`, opened, verified, written at the file's next
+ * position), then `finish` (owner, mode, times, close). A file's steps all
+ * go to one worker, in order. After a blob fails, the file's later blobs are
+ * skipped, so nothing is written past the last verified byte.
+ */
+export type RestoreStep =
+  | { readonly kind: 'create'; readonly seq: number; readonly file: number; readonly path: Uint8Array }
+  | {
+      readonly kind: 'blob';
+      readonly seq: number;
+      readonly file: number;
+      readonly type: BlobType;
+      readonly id: Uint8Array;
+      readonly key: Uint8Array;
+      readonly sealed?: ArrayBuffer;
+      readonly path?: string;
+      readonly offset: number;
+      readonly length: number;
+    }
+  | {
+      readonly kind: 'finish';
+      readonly seq: number;
+      readonly file: number;
+      readonly owner?: { readonly uid: number; readonly gid: number };
+      readonly mode: number;
+      /** Seconds since the epoch, as utimes takes them. */
+      readonly mtime: number;
+    };
+
+/** What became of a RestoreStep; `at` is the file's verified length when it stopped. */
+export type RestoreOutcome =
+  | { readonly seq: number; readonly done: true }
+  | { readonly seq: number; readonly written: number }
+  | { readonly seq: number; readonly failure: 'decrypt' | 'id' | 'skipped'; readonly at: number }
+  | { readonly seq: number; readonly stage: 'create' | 'read' | 'write'; readonly error: string; readonly code?: string; readonly at: number }
+  /** finish: the content is whole; `problem` says which metadata could not be set. */
+  | { readonly seq: number; readonly finished: true; readonly problem?: string };
 
 export type OpenResult = { readonly seq: number; readonly plain: ArrayBuffer } | { readonly seq: number; readonly failure: 'decrypt' | 'id' };
 
@@ -79,7 +124,8 @@ export type SealReply =
   /** These seqs are sealed into this worker's pack (or, for a flush, every pack is handed over). */
   | { readonly op: 'done'; readonly seqs: readonly number[] }
   | { readonly op: 'pack'; readonly pack: PackMessage }
-  | { readonly op: 'opened'; readonly items: readonly OpenResult[] };
+  | { readonly op: 'opened'; readonly items: readonly OpenResult[] }
+  | { readonly op: 'restored'; readonly items: readonly RestoreOutcome[] };
 
 export function packIds(ids: readonly Uint8Array[]): ArrayBuffer {
   const ab = new ArrayBuffer(ids.length * 32);
@@ -206,6 +252,63 @@ function youngCollector(): () => void {
 }
 const COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
 
+/** Pack files a worker reads blobs from, kept open (objects never change), the least recently used closed first. */
+class PackFiles {
+  private readonly fds = new Map<string, number>();
+  private buf = Buffer.allocUnsafeSlow(1024 * 1024);
+
+  read(path: string, offset: number, length: number): Buffer {
+    let fd = this.fds.get(path);
+    if (fd === undefined) {
+      fd = fs.openSync(path, fs.constants.O_RDONLY);
+      if (this.fds.size >= 32) {
+        const [oldPath, oldFd] = this.fds.entries().next().value as [string, number];
+        this.fds.delete(oldPath);
+        fs.closeSync(oldFd);
+      }
+    } else this.fds.delete(path);
+    this.fds.set(path, fd);
+    if (this.buf.length < length) this.buf = Buffer.allocUnsafeSlow(Math.max(length, this.buf.length * 2));
+    let got = 0;
+    while (got < length) {
+      const n = fs.readSync(fd, this.buf, got, length - got, offset + got);
+      if (n === 0) break;
+      got += n;
+    }
+    if (got < length) throw Object.assign(new Error(`short read: wanted ${length} bytes at offset ${offset}, the pack ends after ${got}`), { code: 'SHORT_READ' });
+    return this.buf.subarray(0, length);
+  }
+}
+
+function errorFields(e: unknown): { error: string; code?: string } {
+  const code = (e as { code?: unknown }).code;
+  return { error: e instanceof Error ? e.message : String(e), ...(typeof code === 'string' ? { code } : {}) };
+}
+
+const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+
+/**
+ * Creates a file that must not exist yet; whatever is in its place (a file,
+ * a symlink, a directory) is removed first, so nothing is written through
+ * it. Into an empty target, that is one open and no lookup.
+ */
+function createFresh(p: Buffer): number {
+  try {
+    return fs.openSync(p, CREATE_FLAGS, 0o600);
+  } catch (e) {
+    if ((e as { code?: unknown }).code !== 'EEXIST') throw e;
+  }
+  const st = fs.lstatSync(p, { throwIfNoEntry: false });
+  if (st?.isDirectory()) fs.rmSync(p, { recursive: true });
+  else if (st) fs.unlinkSync(p);
+  return fs.openSync(p, CREATE_FLAGS, 0o600);
+}
+
+function writeFully(fd: number, data: Uint8Array, position: number): void {
+  let off = 0;
+  while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off, position + off);
+}
+
 if (parentPort) {
   await initCrypto();
   const collect = youngCollector();
@@ -228,6 +331,59 @@ if (parentPort) {
     });
   const buffers = new PackBuffers(packCapacity(init.packSize));
   let open: OpenPack | null = null;
+  /** Restore: the files being written, by the number the main thread gave each. */
+  const files = new Map<number, { fd: number; pos: number; failed: boolean }>();
+  const packFiles = new PackFiles();
+
+  const restoreStep = (step: RestoreStep): RestoreOutcome => {
+    const f = files.get(step.file);
+    if (step.kind === 'create') {
+      try {
+        files.set(step.file, { fd: createFresh(Buffer.from(step.path)), pos: 0, failed: false });
+        return { seq: step.seq, done: true };
+      } catch (e) {
+        return { seq: step.seq, stage: 'create', ...errorFields(e), at: 0 };
+      }
+    }
+    if (step.kind === 'finish') {
+      if (!f) return { seq: step.seq, finished: true };
+      files.delete(step.file);
+      let problem: string | undefined;
+      try {
+        if (step.owner) fs.fchownSync(f.fd, step.owner.uid, step.owner.gid);
+        fs.fchmodSync(f.fd, step.mode);
+        fs.futimesSync(f.fd, step.mtime, step.mtime);
+      } catch (e) {
+        problem = e instanceof Error ? e.message : String(e);
+      }
+      fs.closeSync(f.fd);
+      return { seq: step.seq, finished: true, ...(problem ? { problem } : {}) };
+    }
+    if (!f || f.failed) return { seq: step.seq, failure: 'skipped', at: f?.pos ?? 0 };
+    let stage: 'read' | 'write' = 'read';
+    try {
+      const sealed = step.sealed ? new Uint8Array(step.sealed) : packFiles.read(step.path!, step.offset, step.length);
+      const id = Buffer.from(step.id);
+      const plain = openBlob(step.key, step.type, id, sealed);
+      const failure = !plain ? 'decrypt' : !blobId(init.idKey, plain).equals(id) ? 'id' : null;
+      if (failure || !plain) {
+        f.failed = true;
+        return { seq: step.seq, failure: failure ?? 'decrypt', at: f.pos };
+      }
+      stage = 'write';
+      writeFully(f.fd, plain, f.pos);
+      f.pos += plain.length;
+      sealedSinceCollect += plain.length;
+      if (sealedSinceCollect >= COLLECT_EVERY_BYTES) {
+        collect();
+        sealedSinceCollect = 0;
+      }
+      return { seq: step.seq, written: plain.length };
+    } catch (e) {
+      f.failed = true;
+      return { seq: step.seq, stage, ...errorFields(e), at: f.pos };
+    }
+  };
   const port = parentPort;
   const shipPack = (): void => {
     if (!open || open.blobs.length === 0) return;
@@ -275,6 +431,11 @@ if (parentPort) {
       case 'recycle':
         buffers.give(msg.slot);
         break;
+      case 'restore': {
+        const items = msg.items.map((step) => restoreStep(step));
+        port.postMessage({ op: 'restored', items } satisfies SealReply);
+        break;
+      }
       case 'open': {
         const transfer: ArrayBuffer[] = [];
         const items = msg.items.map((it): OpenResult => {

@@ -21,7 +21,8 @@ import { IntegrityError, UnsafePathError, errnoCode, isStowageError } from '../c
 import { type Counters, type ProgressReporter, newCounters, silentProgress } from '../core/progress.ts';
 import type { Repository } from '../core/repository.ts';
 import { blobIntegrityError, mapLimit } from '../core/repository.ts';
-import type { SealPool } from '../core/seal-pool.ts';
+import type { RestoreStepRequest, SealPool } from '../core/seal-pool.ts';
+import type { RestoreOutcome } from '../core/seal-worker.ts';
 import { type TreeNode, findNode, loadTree, nameBytes, targetBytes } from '../core/tree.ts';
 import { writeXattrs } from '../core/xattr.ts';
 import { checkName, splitSnapshotPath } from './safe-name.ts';
@@ -67,9 +68,12 @@ interface DirJob {
 }
 
 /** Files restored at the same time, and blobs fetched ahead within one file. */
-const FILE_CONCURRENCY = 4;
+const FILE_CONCURRENCY = 8;
 const REMOTE_FILE_CONCURRENCY = 8;
+/** Blobs fetched ahead within one file (over a network). */
 const BLOB_PREFETCH = 4;
+/** Blobs of one file handed to its worker and not yet written. */
+const BLOB_WINDOW = 8;
 
 export async function restoreFiles(opts: FileRestoreOptions, rootTree: string): Promise<FileRestoreResult> {
   return await new FileRestorer(opts).run(rootTree);
@@ -191,46 +195,102 @@ class FileRestorer {
     this.progress.warn(`${display}: ${message}`);
   }
 
+  /**
+   * Has one seal worker create the file, open, verify and write its blobs in
+   * order, then set its metadata (core/seal-worker.ts, RestoreStep): for a
+   * local repository the worker also reads the blobs from the packs, so
+   * neither file contents nor per-file system calls pass through this thread,
+   * and the workers create and fill files in parallel.
+   */
   private async restoreFile(job: FileJob): Promise<void> {
     const { repo, pool } = this.opts;
-    this.clear(job.path);
-    const fd = fss.openSync(job.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    const ids = job.node.content ?? [];
+    const assigned = pool.assignFile(job.node.size ?? 0);
+    const worker = assigned.worker;
+    const file = pool.newFile();
+    const created = pool.restoreStep(worker, { kind: 'create', file, path: job.path });
+    const reads = repo.remote ? new PackReads(repo, ids) : null;
+    const ahead: Promise<{ pack: string; key: Buffer; sealed: Buffer }>[] = [];
+    const fetchAhead = (i: number): void => {
+      if (!reads || i >= ids.length) return;
+      const p = reads.sealed(ids[i]!);
+      p.catch(() => {});
+      ahead.push(p);
+    };
+    const sent: { id: string; pack: string; outcome: Promise<RestoreOutcome> }[] = [];
     let pos = 0;
-    const ahead: Promise<Buffer>[] = [];
-    try {
-      const ids = job.node.content ?? [];
-      const reads = new PackReads(repo, ids);
-      const fetch = async (id: string): Promise<Buffer> => {
-        const { pack, key, sealed } = await reads.sealed(id);
-        const r = await pool.open('data', Buffer.from(id, 'hex'), key, sealed);
-        if (r === 'decrypt' || r === 'id') throw blobIntegrityError('data', id, pack, r);
-        return r;
-      };
-      const quietFetch = (id: string): Promise<Buffer> => {
-        const p = fetch(id);
-        p.catch(() => {});
-        return p;
-      };
-      for (let i = 0; i < Math.min(BLOB_PREFETCH, ids.length); i++) ahead.push(quietFetch(ids[i]!));
-      for (let i = 0; i < ids.length; i++) {
-        const data = await ahead.shift()!;
-        if (i + BLOB_PREFETCH < ids.length) ahead.push(quietFetch(ids[i + BLOB_PREFETCH]!));
-        writeAll(fd, data, pos);
-        pos += data.length;
-        this.counters.bytes += data.length;
-        this.progress.update(this.counters, job.display);
+    let stop: { at: number; error: Error } | null = null;
+    let settled = 0;
+    // Takes the blobs' outcomes in order, up to (not including) blob n.
+    const settleUpTo = async (n: number): Promise<void> => {
+      for (; settled < n; settled++) {
+        const s = sent[settled]!;
+        const o = await s.outcome;
+        if ('written' in o) {
+          pos += o.written;
+          this.counters.bytes += o.written;
+          this.progress.update(this.counters, job.display);
+        } else if (!stop && 'at' in o && !('failure' in o && o.failure === 'skipped')) stop = { at: o.at, error: outcomeError(o, s.id, s.pack) };
       }
-    } catch (e) {
-      // Let the blobs fetched ahead settle, so nothing of this file is still in flight.
-      await Promise.allSettled(ahead);
-      if (!isStowageError(e)) throw e;
-      this.problem(job.display, `${e.message}; the file holds only the ${pos} bytes verified before it`, true, e.code);
-      return;
+    };
+    try {
+      for (let i = 0; i < BLOB_PREFETCH; i++) fetchAhead(i);
+      for (let i = 0; i < ids.length && !stop; i++) {
+        await settleUpTo(i - BLOB_WINDOW + 1);
+        if (stop) break;
+        const id = ids[i]!;
+        let step: RestoreStepRequest;
+        let pack: string;
+        try {
+          if (reads) {
+            const r = await ahead.shift()!;
+            fetchAhead(i + BLOB_PREFETCH);
+            pack = r.pack;
+            step = { kind: 'blob', file, type: 'data', id: Buffer.from(id, 'hex'), key: r.key, sealed: r.sealed, offset: 0, length: r.sealed.length };
+          } else {
+            const f = repo.blobFile('data', id);
+            const loc = f ?? repo.locateBlob('data', id);
+            pack = loc.pack;
+            const sealed = f ? undefined : (await repo.loadSealedBlob('data', id)).sealed;
+            step = { kind: 'blob', file, type: 'data', id: Buffer.from(id, 'hex'), key: loc.key, ...(f ? { path: f.path } : { sealed: sealed! }), offset: loc.offset, length: loc.length };
+          }
+        } catch (e) {
+          if (!isStowageError(e)) throw e;
+          // The blobs already sent are written first: the file then stops where this one would begin.
+          await settleUpTo(sent.length);
+          stop ??= { at: pos, error: e };
+          break;
+        }
+        sent.push({ id, pack, outcome: pool.restoreStep(worker, step) });
+      }
+      await settleUpTo(sent.length);
     } finally {
-      fss.closeSync(fd);
+      await Promise.allSettled(ahead);
+      // Closes the file whatever happened before; it sets the metadata too, which a file cut short gets as well.
+      const node = job.node;
+      const finished = await pool.restoreStep(worker, {
+        kind: 'finish',
+        file,
+        ...(this.owners ? { owner: { uid: node.uid, gid: node.gid } } : {}),
+        mode: node.mode,
+        mtime: nsToSeconds(node.mtime),
+      });
+      assigned.done();
+      const c = await created;
+      if ('stage' in c) throw outcomeError(c, '', '');
+      if ('problem' in finished && finished.problem) this.problem(job.display, `metadata not fully restored: ${finished.problem}`);
+    }
+    const failure = stop as { at: number; error: Error } | null;
+    if (failure) {
+      if (!isStowageError(failure.error)) throw failure.error;
+      this.problem(job.display, `${failure.error.message}; the file holds only the ${failure.at} bytes verified before it`, true, failure.error.code);
+      return;
     }
     this.counters.files++;
-    await this.applyMeta(job.path, job.display, job.node);
+    if (job.node.xattrs && job.node.xattrs.length > 0) {
+      const problem = await writeXattrs(job.path, job.node.xattrs);
+      if (problem) this.problem(job.display, `extended attributes not restored: ${problem}`);
+    }
   }
 
   private async restoreSymlink(job: FileJob): Promise<void> {
@@ -321,6 +381,13 @@ class PackReads {
       if (--span.remaining === 0) span.bytes = null;
     }
   }
+}
+
+/** The error a blob's failed outcome stands for: integrity is the blob's; reading or writing a file keeps its errno code. */
+function outcomeError(o: Extract<RestoreOutcome, { at: number }>, id: string, pack: string): Error {
+  if ('failure' in o) return blobIntegrityError('data', id, pack, o.failure === 'id' ? 'id' : 'decrypt');
+  if (o.stage === 'read') return new IntegrityError(`data blob ${id} in data/${pack}`, `cannot be read from the pack: ${o.error}`);
+  return Object.assign(new Error(o.error), o.code ? { code: o.code } : {});
 }
 
 /** Seconds as a double: the best Node's utimes takes (about 0.25 µs at today's dates). */

@@ -68,6 +68,10 @@ export class LocalBackend implements Backend {
     }
   }
 
+  filePath(h: Handle): string {
+    return this.pathOf(h);
+  }
+
   private pathOf(h: Handle): string {
     if (!isValidName(h.type, h.name)) throw new BackendError(`invalid object name ${JSON.stringify(h.name)} for type ${h.type}`);
     if (h.type === 'config') return path.join(this.root, 'config');
