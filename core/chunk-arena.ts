@@ -57,6 +57,12 @@ export class ChunkArena {
     return await new Promise<Region>((resolve) => this.waiters.push({ length, resolve }));
   }
 
+  /** A region at once, or null when none is free now (nobody is made to wait for it). */
+  tryAlloc(length: number): Region | null {
+    if (this.waiters.length > 0 || length > this.size) return null;
+    return this.take(length);
+  }
+
   /** Gives back a region or any part of one. */
   release(offset: number, length: number): void {
     if (length <= 0) return;

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import sodium from 'libsodium-wrappers-sumo';
-import { blobId, initCrypto, keysFromMaster, keysFromWriteSecret, open, openContentKey, seal, sealContentKey } from '../core/crypto.ts';
+import { blobId, blobIdOfPieces, initCrypto, keysFromMaster, keysFromWriteSecret, open, openContentKey, seal, sealContentKey, sealParts, sealPartsInto } from '../core/crypto.ts';
 import { blobAd, openBlob, openObject, sealBlob, sealObject } from '../core/envelope.ts';
 
 test.before(async () => {
@@ -80,4 +80,30 @@ test('a host key derives the same ID and metadata keys as the full key but no da
   const slot = sealContentKey(contentKey, full.recoveryPublicKey);
   t.deepEqual(openContentKey(slot, full), contentKey);
   t.is(openContentKey(slot, host), null);
+});
+
+test('sealing into a buffer, shared memory included, gives the bytes sealParts gives, at any offset', (t) => {
+  for (const size of [0, 1, 7, 8, 9, 1000, 200_000]) {
+    const key = randomBytes(32);
+    const nonce = randomBytes(24);
+    const ad = randomBytes(34);
+    const parts = [Buffer.from([1]), randomBytes(size)];
+    const expected = Buffer.concat(sealParts(key, parts, ad, nonce));
+    for (const offset of [0, 8, 13]) {
+      const target = new Uint8Array(new SharedArrayBuffer(offset + expected.length + 5));
+      const n = sealPartsInto(key, parts, ad, target, offset, nonce);
+      t.is(n, expected.length);
+      t.deepEqual(Buffer.from(target.subarray(offset, offset + n)), expected, `size ${size} at ${offset}`);
+    }
+  }
+  t.throws(() => sealPartsInto(randomBytes(32), [randomBytes(100)], Buffer.alloc(0), new Uint8Array(100), 0), { instanceOf: RangeError });
+});
+
+test('a blob ID computed piece by piece equals the ID of the whole buffer', (t) => {
+  const key = randomBytes(32);
+  for (const size of [0, 1, 4095, 4096, 4097, 100_000]) {
+    const data = randomBytes(size);
+    const pieces = blobIdOfPieces(key, size, 4096, (pos, n) => data.subarray(pos, pos + n));
+    t.deepEqual(pieces, blobId(key, data), `size ${size}`);
+  }
 });
