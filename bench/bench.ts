@@ -66,27 +66,7 @@ interface Tool {
   init(repo: string): void;
   backup(repo: string, data: string): string[];
   restore(repo: string, target: string): string[];
-  /** Processes only this tool uses (its server, Ceph's daemons): stopped while other tools are timed. */
-  background?: () => number[];
 }
-
-/**
- * Lets only `t`'s background processes run: on two cores, an idle server
- * or Ceph's heartbeats would otherwise take time from whichever tool is
- * being timed. Resumed all at the end, so that they can be stopped.
- */
-function focus(t: Tool | null): void {
-  for (const other of tools) {
-    for (const pid of other.background?.() ?? []) {
-      try {
-        process.kill(pid, other === t || t === null ? 'SIGCONT' : 'SIGSTOP');
-      } catch {
-        // gone already
-      }
-    }
-  }
-}
-process.on('exit', () => focus(null));
 
 const stowage = path.join(root, 'cli/stowage');
 const tools: Tool[] = [
@@ -120,23 +100,11 @@ if (have('borg')) {
   });
 }
 
-/** Starts bench/latency-proxy.ts in front of the server; returns the port to connect to, and its pid. */
-async function startLatencyProxy(targetPort: number, oneWayMs: number): Promise<{ port: number; pid: number }> {
+/** Starts bench/latency-proxy.ts in front of the server; returns the port to connect to. */
+async function startLatencyProxy(targetPort: number, oneWayMs: number): Promise<number> {
   const child = spawn(process.execPath, [path.join(root, 'bench/latency-proxy.ts'), String(targetPort), String(oneWayMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
   process.on('exit', () => child.kill());
-  const port = await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
-  return { port, pid: child.pid! };
-}
-
-/** The pids of the Ceph daemons test/helpers/rgw.sh started with this data directory. */
-function cephPids(rgwData: string): number[] {
-  const run = path.join(rgwData, 'run');
-  if (!fs.existsSync(run)) return [];
-  return fs
-    .readdirSync(run)
-    .filter((f) => f.endsWith('.pid'))
-    .map((f) => Number(fs.readFileSync(path.join(run, f), 'utf8').trim()))
-    .filter((pid) => Number.isInteger(pid) && pid > 0);
+  return await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
 }
 
 /** stowage through `stowage serve` on loopback: same machine, same disk, real TLS. */
@@ -163,9 +131,7 @@ async function serverTool(store: 'fs' | 's3' = 'fs'): Promise<Tool> {
   const added = execFileSync(stowage, ['serve', '--data', dataDir, ...extra, 'token', 'add', '--repo', 'bench', '--role', 'append', '--json'], { env: serverEnv, encoding: 'utf8' });
   const token = (JSON.parse(added.trim().split('\n').at(-1)!) as { token: string }).token;
   const toolEnv = { STOWAGE_TOKEN: token, STOWAGE_SERVER_FINGERPRINT: fingerprint, STOWAGE_CACHE_DIR: path.join(work, 'stowage-server-cache') };
-  const proxy = rttMs > 0 ? await startLatencyProxy(port, rttMs / 2) : null;
-  const clientPort = proxy?.port ?? port;
-  const proxyPid = proxy?.pid;
+  const clientPort = rttMs > 0 ? await startLatencyProxy(port, rttMs / 2) : port;
   const url = `https://127.0.0.1:${clientPort}/bench`;
   return {
     name: store === 's3' ? 'stowage-server-s3' : 'stowage-server',
@@ -175,7 +141,6 @@ async function serverTool(store: 'fs' | 's3' = 'fs'): Promise<Tool> {
     init: () => execFileSync(stowage, ['-r', url, 'init', '-q'], { env: { ...env, ...toolEnv }, stdio: 'ignore' }),
     backup: (_repo, d) => [stowage, '-r', url, 'backup', d],
     restore: (_repo, target) => [stowage, '-r', url, 'restore', 'latest', '--target', target],
-    background: () => [server.child.pid!, ...(proxyPid ? [proxyPid] : []), ...(store === 's3' ? cephPids(path.join(work, 'rgw')) : [])],
   };
 }
 
@@ -193,7 +158,6 @@ type Row = Record<string, number>;
 const results: Record<string, Row> = {};
 for (const t of tools) {
   const repo = path.join(work, `${t.name}-repo`);
-  focus(t);
   t.init(repo);
   execFileSync('sync');
   const first = measure(t.backup(repo, data), t.env);
@@ -207,7 +171,6 @@ const mutated = digest(data);
 for (const t of tools) {
   const repo = path.join(work, `${t.name}-repo`);
   const before = du(t.storage ?? repo);
-  focus(t);
   execFileSync('sync');
   const inc = measure(t.backup(repo, data), t.env);
   const row = results[t.name]!;
@@ -261,7 +224,6 @@ if (!args.includes('--no-lifecycle')) {
     const op = ops[t.name];
     if (!op) continue;
     const repo = path.join(work, `${t.name}-repo`);
-    focus(t);
     measure(t.backup(repo, other), t.env);
     op.forget(repo);
     const before = du(repo);
@@ -329,6 +291,5 @@ if (!args.includes('--keep')) {
   for (const t of tools) fs.rmSync(t.storage ?? path.join(work, `${t.name}-repo`), { recursive: true, force: true });
   fs.rmSync(data, { recursive: true, force: true });
 }
-focus(null);
 await Promise.all(servers.map((s) => s.stop()));
 process.exit(0);

@@ -74,6 +74,17 @@ const REMOTE_FILE_CONCURRENCY = 8;
 const BLOB_PREFETCH = 4;
 /** Blobs of one file handed to its worker and not yet written. */
 const BLOB_WINDOW = 8;
+/** One-blob files over a network: the longest pack range read at once, the widest gap bridged, and ranges read at a time. */
+const RANGE_MAX = 16 << 20;
+const RANGE_GAP = 1 << 20;
+const RANGE_READS = 2;
+
+/** A file's only blob, read already as part of a larger range. */
+interface PreloadedBlob {
+  readonly pack: string;
+  readonly key: Buffer;
+  readonly sealed: Buffer;
+}
 
 export async function restoreFiles(opts: FileRestoreOptions, rootTree: string): Promise<FileRestoreResult> {
   return await new FileRestorer(opts).run(rootTree);
@@ -113,8 +124,12 @@ class FileRestorer {
     this.counters.totalFiles = this.files.length + this.links.length + this.symlinks.length;
     this.counters.totalBytes = this.files.reduce((s, f) => s + (f.node.size ?? 0), 0);
     this.progress.phase('restore');
-    // Over a network, more files at once keep the connections busy while each waits.
-    await mapLimit(this.files, this.opts.repo.remote ? REMOTE_FILE_CONCURRENCY : FILE_CONCURRENCY, (f) => this.restoreFile(f));
+    if (this.opts.repo.remote) {
+      // Over a network, more files at once keep the connections busy while each waits.
+      const single = this.files.filter((f) => f.node.content?.length === 1);
+      const other = this.files.filter((f) => f.node.content?.length !== 1);
+      await Promise.all([this.restoreSingleBlobFiles(single), mapLimit(other, REMOTE_FILE_CONCURRENCY, (f) => this.restoreFile(f))]);
+    } else await mapLimit(this.files, FILE_CONCURRENCY, (f) => this.restoreFile(f));
     for (const s of this.symlinks) await this.restoreSymlink(s);
     for (const l of this.links) await this.restoreHardlink(l);
     this.dirs.sort((a, b) => b.depth - a.depth);
@@ -202,14 +217,14 @@ class FileRestorer {
    * neither file contents nor per-file system calls pass through this thread,
    * and the workers create and fill files in parallel.
    */
-  private async restoreFile(job: FileJob): Promise<void> {
+  private async restoreFile(job: FileJob, preloaded?: PreloadedBlob): Promise<void> {
     const { repo, pool } = this.opts;
     const ids = job.node.content ?? [];
     const assigned = pool.assignFile(job.node.size ?? 0);
     const worker = assigned.worker;
     const file = pool.newFile();
     const created = pool.restoreStep(worker, { kind: 'create', file, path: job.path });
-    const reads = repo.remote ? new PackReads(repo, ids) : null;
+    const reads = repo.remote && !preloaded ? new PackReads(repo, ids) : null;
     const ahead: Promise<{ pack: string; key: Buffer; sealed: Buffer }>[] = [];
     const fetchAhead = (i: number): void => {
       if (!reads || i >= ids.length) return;
@@ -242,7 +257,10 @@ class FileRestorer {
         let step: RestoreStepRequest;
         let pack: string;
         try {
-          if (reads) {
+          if (preloaded && i === 0) {
+            pack = preloaded.pack;
+            step = { kind: 'blob', file, type: 'data', id: Buffer.from(id, 'hex'), key: preloaded.key, sealed: preloaded.sealed, offset: 0, length: preloaded.sealed.length };
+          } else if (reads) {
             const r = await ahead.shift()!;
             fetchAhead(i + BLOB_PREFETCH);
             pack = r.pack;
@@ -291,6 +309,54 @@ class FileRestorer {
       const problem = await writeXattrs(job.path, job.node.xattrs);
       if (problem) this.problem(job.display, `extended attributes not restored: ${problem}`);
     }
+  }
+
+  /**
+   * Over a network, files of one blob (most files of most volumes) are read
+   * by pack: the blobs of such files that lie near each other in a pack come
+   * in one ranged request, not one request each. A range that cannot be read
+   * leaves its files to be read one by one, so each reports its own error.
+   */
+  private async restoreSingleBlobFiles(files: readonly FileJob[]): Promise<void> {
+    const { repo } = this.opts;
+    const byPack = new Map<string, { job: FileJob; offset: number; length: number; key: Buffer }[]>();
+    const alone: FileJob[] = [];
+    for (const job of files) {
+      const id = job.node.content![0]!;
+      if (!repo.index.get(id)) {
+        alone.push(job);
+        continue;
+      }
+      const loc = repo.locateBlob('data', id);
+      let list = byPack.get(loc.pack);
+      if (!list) byPack.set(loc.pack, (list = []));
+      list.push({ job, offset: loc.offset, length: loc.length, key: loc.key });
+    }
+    const ranges: { pack: string; start: number; end: number; members: { job: FileJob; offset: number; length: number; key: Buffer }[] }[] = [];
+    for (const [pack, list] of byPack) {
+      list.sort((a, b) => a.offset - b.offset);
+      let cur: (typeof ranges)[number] | null = null;
+      for (const m of list) {
+        const end = m.offset + m.length;
+        if (cur && end - cur.start <= RANGE_MAX && m.offset - cur.end <= RANGE_GAP) {
+          cur.end = Math.max(cur.end, end);
+          cur.members.push(m);
+        } else ranges.push((cur = { pack, start: m.offset, end, members: [m] }));
+      }
+    }
+    await mapLimit(ranges, RANGE_READS, async (r) => {
+      let bytes: Buffer | null = null;
+      try {
+        bytes = await repo.readPackRange(r.pack, r.start, r.end - r.start);
+      } catch (e) {
+        if (!isStowageError(e)) throw e;
+      }
+      await mapLimit(r.members, REMOTE_FILE_CONCURRENCY, (m) => {
+        const at = m.offset - r.start;
+        return this.restoreFile(m.job, bytes ? { pack: r.pack, key: m.key, sealed: bytes.subarray(at, at + m.length) } : undefined);
+      });
+    });
+    await mapLimit(alone, REMOTE_FILE_CONCURRENCY, (f) => this.restoreFile(f));
   }
 
   private async restoreSymlink(job: FileJob): Promise<void> {

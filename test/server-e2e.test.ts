@@ -49,6 +49,37 @@ test('init pins the server; backup and restore through it are byte-identical; la
   t.is(badToken.code, 15, badToken.stderr);
 });
 
+test('a network restore reads many small files with a few ranged requests, not one each', async (t) => {
+  const work = await tempDir(t);
+  const env = testEnv({ STOWAGE_CONFIG_DIR: path.join(work, 'config'), STOWAGE_CACHE_DIR: path.join(work, 'cache') });
+  const dataDir = path.join(work, 'server');
+  const server = await spawnServer(dataDir, await freePort(), env);
+  t.teardown(() => server.stop());
+  const src = path.join(work, 'src');
+  for (let i = 0; i < 400; i++) {
+    fs.mkdirSync(path.join(src, `d${i % 20}`), { recursive: true });
+    fs.writeFileSync(path.join(src, `d${i % 20}`, `f${i}`), `${i} `.repeat(50 + ((i * 37) % 2000)));
+  }
+  const repoUrl = `${server.url}/web1`;
+  const clientEnv = { ...env, STOWAGE_TOKEN: await tokenFor(dataDir, 'web1', 'append', env), STOWAGE_SERVER_FINGERPRINT: server.fingerprint };
+  t.is((await stowage(['-r', repoUrl, 'init'], clientEnv)).code, 0);
+  t.is((await stowage(['-r', repoUrl, 'backup', src], clientEnv)).code, 0);
+  const before = server.log().split('\n').length;
+  const restored = await stowage(['-r', repoUrl, 'restore', 'latest', '--target', path.join(work, 'out')], clientEnv);
+  t.is(restored.code, 0, restored.stderr);
+  t.deepEqual(compareTrees(src, path.join(work, 'out', src)), []);
+  const gets = server
+    .log()
+    .split('\n')
+    .slice(before - 1)
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { method?: string; type?: string })
+    .filter((e) => e.method === 'GET' && e.type === 'data');
+  // Trees come from the local cache the backup filled: what is left is file contents.
+  t.log(`${gets.length} data requests for 400 files`);
+  t.true(gets.length > 0 && gets.length <= 10, `${gets.length} data requests`);
+});
+
 test('a server killed mid-backup: the next backup completes without uploading anything twice, and restores byte-identical', async (t) => {
   const work = await tempDir(t);
   const dataDir = path.join(work, 'server');
