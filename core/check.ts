@@ -11,9 +11,8 @@
  * blob in it decrypts and hashes to its ID.
  */
 import type { PackInfo } from './blob-index.ts';
-import { sha256Hex } from './crypto.ts';
+import type { BlobType } from './envelope.ts';
 import { isStowageError } from './errors.ts';
-import { parsePackHeader } from './pack.ts';
 import type { ProgressReporter } from './progress.ts';
 import { type Repository, mapLimit } from './repository.ts';
 import { SealPool } from './seal-pool.ts';
@@ -141,21 +140,38 @@ async function checkTrees(repo: Repository, roots: readonly { snapshot: string; 
   }
 }
 
-/** Reads a whole pack and verifies it; returns the bytes read. */
+/**
+ * Reads a whole pack and verifies it on a seal worker (its SHA-256 against
+ * its name, every blob the index puts in it), and checks its header against
+ * the index; returns the bytes read. A local pack is read by the worker
+ * itself; a remote one is fetched here and handed over.
+ */
 async function readPack(repo: Repository, pool: SealPool, p: PackInfo, problem: (o: string, m: string) => void): Promise<number> {
   const object = `data/${p.id}`;
-  let bytes: Buffer;
-  try {
-    bytes = await repo.backend.load({ type: 'data', name: p.id });
-  } catch (e) {
-    if (!isStowageError(e)) throw e;
-    problem(object, e.message);
-    return 0;
+  const blobs: { type: BlobType; id: Buffer; key: Buffer; offset: number; length: number }[] = [];
+  for (const b of p.blobs) {
+    try {
+      blobs.push({ type: b.type, id: b.id, key: b.type === 'tree' ? repo.keys.metaKey : repo.dataKeyForPack(p), offset: b.offset, length: b.length });
+    } catch (e) {
+      if (!isStowageError(e)) throw e;
+      problem(object, e.message);
+    }
   }
-  if (sha256Hex(bytes) !== p.id) problem(object, 'content does not match its name (SHA-256): damaged or tampered with');
+  const path = repo.packFile(p.id);
+  let bytes: Buffer | undefined;
+  if (!path) {
+    try {
+      bytes = await repo.backend.load({ type: 'data', name: p.id });
+    } catch (e) {
+      if (!isStowageError(e)) throw e;
+      problem(object, e.message);
+      return 0;
+    }
+  }
+  const verdict = pool.verifyPack({ name: p.id, ...(path ? { path } : {}), ...(bytes ? { bytes } : {}), blobs });
   try {
-    const header = parsePackHeader(bytes, bytes.length, repo.keys.metaKey, p.id);
-    const listed = new Map(header.entries.map((e) => [`${e.id.toString('hex')}@${e.offset}+${e.length}`, e]));
+    const header = await repo.readPackInfo(p.id, p.size);
+    const listed = new Set(header.blobs.map((e) => `${e.id.toString('hex')}@${e.offset}+${e.length}`));
     for (const b of p.blobs) {
       if (!listed.has(`${b.id.toString('hex')}@${b.offset}+${b.length}`)) problem(object, `the index places blob ${b.id.toString('hex')} where the pack header does not`);
     }
@@ -163,22 +179,17 @@ async function readPack(repo: Repository, pool: SealPool, p: PackInfo, problem: 
     if (!isStowageError(e)) throw e;
     problem(object, e.message);
   }
-  await Promise.all(
-    p.blobs.map(async (b) => {
-      const idHex = b.id.toString('hex');
-      if (b.offset + b.length > bytes.length) return;
-      let key: Buffer;
-      try {
-        key = b.type === 'tree' ? repo.keys.metaKey : repo.dataKeyForPack(p);
-      } catch (e) {
-        if (!isStowageError(e)) throw e;
-        problem(object, e.message);
-        return;
-      }
-      const r = await pool.open(b.type, b.id, key, bytes.subarray(b.offset, b.offset + b.length));
-      if (r === 'decrypt') problem(`${b.type} blob ${idHex}`, `in pack ${p.id}: does not decrypt (damaged or tampered with)`);
-      else if (r === 'id') problem(`${b.type} blob ${idHex}`, `in pack ${p.id}: decrypts, but its content does not hash to its ID`);
-    }),
-  );
-  return bytes.length;
+  const r = await verdict;
+  if (r.readError !== undefined) {
+    problem(object, `cannot be read: ${r.readError}`);
+    return 0;
+  }
+  if (!r.nameMatches) problem(object, 'content does not match its name (SHA-256): damaged or tampered with');
+  for (const f of r.failures) {
+    const b = blobs[f.index]!;
+    const idHex = b.id.toString('hex');
+    if (f.failure === 'decrypt') problem(`${b.type} blob ${idHex}`, `in pack ${p.id}: does not decrypt (damaged or tampered with)`);
+    else if (f.failure === 'id') problem(`${b.type} blob ${idHex}`, `in pack ${p.id}: decrypts, but its content does not hash to its ID`);
+  }
+  return r.read;
 }

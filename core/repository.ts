@@ -493,6 +493,11 @@ export class Repository {
     return { ...loc, path: this.backend.filePath({ type: 'data', name: loc.pack }) };
   }
 
+  /** Where a pack is as a file on this machine (a local repository), or null. */
+  packFile(pack: string): string | null {
+    return this.backend.filePath ? this.backend.filePath({ type: 'data', name: pack }) : null;
+  }
+
   /** Raw bytes of a pack: one read for several blobs (restore). Every blob in it is still authenticated when opened. */
   async readPackRange(pack: string, offset: number, length: number): Promise<Buffer> {
     return await this.backend.load({ type: 'data', name: pack }, { offset, length });

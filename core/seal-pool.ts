@@ -15,7 +15,7 @@ import { ChunkArena, type Region } from './chunk-arena.ts';
 import type { Chunker } from './chunker.ts';
 import type { BlobType } from './envelope.ts';
 import type { BuiltPack, KeySlot, PackEntry } from './pack.ts';
-import type { PackMessage, RestoreOutcome, RestoreStep, SealReply, SealRequest, SealWorkerInit } from './seal-worker.ts';
+import type { PackMessage, RestoreOutcome, RestoreStep, SealReply, SealRequest, SealWorkerInit, VerifyRequest, VerifyResult } from './seal-worker.ts';
 
 export interface PoolKeys {
   readonly idKey: Buffer;
@@ -169,6 +169,9 @@ export class SealPool {
         break;
       case 'restored':
         for (const it of m.items) this.settle(it.seq, it);
+        break;
+      case 'verified':
+        this.settle(m.result.seq, m.result);
         break;
     }
   }
@@ -403,6 +406,31 @@ export class SealPool {
       return await done;
     } finally {
       w.outstanding -= n;
+      this.budget.release(n);
+    }
+  }
+
+  /**
+   * Has a worker read a whole pack (from `path`, or the given bytes, which
+   * are moved to it), check it against its name and open and verify each of
+   * `blobs` in it: check --read-data without the pack passing through this
+   * thread.
+   */
+  async verifyPack(req: Omit<VerifyRequest, 'seq' | 'bytes'> & { readonly bytes?: Uint8Array }): Promise<VerifyResult> {
+    const w = this.pick();
+    const n = req.bytes?.length ?? 0;
+    await this.budget.acquire(n);
+    w.outstanding += 1 + n;
+    try {
+      const seq = ++this.seq;
+      const done = this.wait<VerifyResult>(seq);
+      const bytes = req.bytes ? ownBuffer(req.bytes) : undefined;
+      const blobs = req.blobs.map((b) => ({ ...b, id: standalone(b.id), key: standalone(b.key) }));
+      const msg: SealRequest = { op: 'verify', pack: { seq, name: req.name, ...(req.path ? { path: req.path } : {}), ...(bytes ? { bytes } : {}), blobs } };
+      w.worker.postMessage(msg, bytes ? [bytes] : []);
+      return await done;
+    } finally {
+      w.outstanding -= 1 + n;
       this.budget.release(n);
     }
   }

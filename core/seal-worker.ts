@@ -69,6 +69,7 @@ export type SealRequest =
   /** A pack buffer the main thread is done with (uploaded), for reuse. */
   | { readonly op: 'recycle'; readonly slot: number }
   | { readonly op: 'restore'; readonly items: readonly RestoreStep[] }
+  | { readonly op: 'verify'; readonly pack: VerifyRequest }
   | {
       readonly op: 'open';
       readonly items: readonly { readonly seq: number; readonly type: BlobType; readonly id: Uint8Array; readonly key: Uint8Array; readonly sealed: ArrayBuffer }[];
@@ -117,6 +118,30 @@ export type RestoreOutcome =
   /** finish: the content is whole; `problem` says which metadata could not be set. */
   | { readonly seq: number; readonly finished: true; readonly problem?: string };
 
+/**
+ * A whole pack to verify (check --read-data): read from `path` (a local
+ * repository) or given as `bytes`; its SHA-256 is compared with its name and
+ * each listed blob is opened and its ID checked. Nothing comes back but the
+ * verdicts.
+ */
+export interface VerifyRequest {
+  readonly seq: number;
+  readonly name: string;
+  readonly path?: string;
+  readonly bytes?: ArrayBuffer;
+  readonly blobs: readonly { readonly type: BlobType; readonly id: Uint8Array; readonly key: Uint8Array; readonly offset: number; readonly length: number }[];
+}
+
+export interface VerifyResult {
+  readonly seq: number;
+  /** Bytes read; 0 when the pack could not be read (see readError). */
+  readonly read: number;
+  readonly readError?: string;
+  readonly nameMatches: boolean;
+  /** Blobs (by their index in the request) that failed, and how. */
+  readonly failures: readonly { readonly index: number; readonly failure: 'decrypt' | 'id' | 'outside' }[];
+}
+
 export type OpenResult = { readonly seq: number; readonly plain: ArrayBuffer } | { readonly seq: number; readonly failure: 'decrypt' | 'id' };
 
 export type SealReply =
@@ -125,7 +150,8 @@ export type SealReply =
   | { readonly op: 'done'; readonly seqs: readonly number[] }
   | { readonly op: 'pack'; readonly pack: PackMessage }
   | { readonly op: 'opened'; readonly items: readonly OpenResult[] }
-  | { readonly op: 'restored'; readonly items: readonly RestoreOutcome[] };
+  | { readonly op: 'restored'; readonly items: readonly RestoreOutcome[] }
+  | { readonly op: 'verified'; readonly result: VerifyResult };
 
 export function packIds(ids: readonly Uint8Array[]): ArrayBuffer {
   const ab = new ArrayBuffer(ids.length * 32);
@@ -335,6 +361,45 @@ if (parentPort) {
   const files = new Map<number, { fd: number; pos: number; failed: boolean }>();
   const packFiles = new PackFiles();
 
+  let packScratch = Buffer.alloc(0);
+  const verifyPack = (req: VerifyRequest): VerifyResult => {
+    let bytes: Uint8Array;
+    try {
+      if (req.bytes) bytes = new Uint8Array(req.bytes);
+      else {
+        const size = fs.statSync(req.path!).size;
+        if (packScratch.length < size) packScratch = Buffer.allocUnsafeSlow(size);
+        const fd = fs.openSync(req.path!, fs.constants.O_RDONLY);
+        try {
+          let got = 0;
+          while (got < size) {
+            const n = fs.readSync(fd, packScratch, got, size - got, got);
+            if (n === 0) break;
+            got += n;
+          }
+          bytes = packScratch.subarray(0, got);
+        } finally {
+          fs.closeSync(fd);
+        }
+      }
+    } catch (e) {
+      return { seq: req.seq, read: 0, readError: errorFields(e).error, nameMatches: false, failures: [] };
+    }
+    const nameMatches = createHash('sha256').update(bytes).digest('hex') === req.name;
+    const failures: { index: number; failure: 'decrypt' | 'id' | 'outside' }[] = [];
+    req.blobs.forEach((b, index) => {
+      if (b.offset + b.length > bytes.length) {
+        failures.push({ index, failure: 'outside' });
+        return;
+      }
+      const id = Buffer.from(b.id);
+      const plain = openBlob(b.key, b.type, id, bytes.subarray(b.offset, b.offset + b.length));
+      if (!plain) failures.push({ index, failure: 'decrypt' });
+      else if (!blobId(init.idKey, plain).equals(id)) failures.push({ index, failure: 'id' });
+    });
+    return { seq: req.seq, read: bytes.length, nameMatches, failures };
+  };
+
   const restoreStep = (step: RestoreStep): RestoreOutcome => {
     const f = files.get(step.file);
     if (step.kind === 'create') {
@@ -436,6 +501,9 @@ if (parentPort) {
         port.postMessage({ op: 'restored', items } satisfies SealReply);
         break;
       }
+      case 'verify':
+        port.postMessage({ op: 'verified', result: verifyPack(msg.pack) } satisfies SealReply);
+        break;
       case 'open': {
         const transfer: ArrayBuffer[] = [];
         const items = msg.items.map((it): OpenResult => {
