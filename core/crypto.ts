@@ -171,17 +171,54 @@ export function blobId(idKey: Uint8Array, data: Uint8Array): Buffer {
   return Buffer.from(lib().crypto_generichash(ID_SIZE, data, idKey));
 }
 
+interface SodiumExports {
+  readonly HEAPU8: Uint8Array;
+  _malloc(n: number): number;
+  _free(ptr: number): void;
+  _crypto_generichash_init(state: number, key: number, keylen: number, outlen: number): number;
+  _crypto_generichash_update(state: number, input: number, lenLow: number, lenHigh: number): number;
+  _crypto_generichash_final(state: number, out: number, outlen: number): number;
+}
+
 /**
- * blobId of `length` bytes that `piece(position, n)` hands over a piece at a
- * time (each piece is read before the next is asked for): the same ID,
- * without the whole input in one buffer.
+ * Keyed BLAKE2b-256 blob IDs (blobId's bytes exactly; test/crypto.test.ts
+ * pins them) of data that is copied in a piece at a time, through
+ * libsodium's WebAssembly exports directly: each piece goes once into a
+ * buffer allocated once in WebAssembly memory, where the wrapper functions
+ * would allocate, copy and free for every call. One per thread; a seal
+ * worker hashes every chunk with it.
  */
-export function blobIdOfPieces(idKey: Uint8Array, length: number, pieceSize: number, piece: (position: number, n: number) => Uint8Array): Buffer {
-  const s = lib();
-  if (length <= pieceSize) return Buffer.from(s.crypto_generichash(ID_SIZE, piece(0, length), idKey));
-  const state = s.crypto_generichash_init(idKey, ID_SIZE);
-  for (let pos = 0; pos < length; pos += pieceSize) s.crypto_generichash_update(state, piece(pos, Math.min(pieceSize, length - pos)));
-  return Buffer.from(s.crypto_generichash_final(state, ID_SIZE));
+export class BlobHasher {
+  readonly pieceSize: number;
+  private readonly m: SodiumExports;
+  private readonly state: number;
+  private readonly key: number;
+  private readonly input: number;
+  private readonly out: number;
+
+  constructor(idKey: Uint8Array, pieceSize = 256 * 1024) {
+    this.m = (lib() as unknown as { libsodium: SodiumExports }).libsodium;
+    this.pieceSize = pieceSize;
+    // BLAKE2b's state wants 64-byte alignment: take room for it and round up.
+    this.state = (this.m._malloc(512 + 64) + 63) & ~63;
+    this.key = this.m._malloc(KEY_SIZE);
+    this.input = this.m._malloc(pieceSize);
+    this.out = this.m._malloc(ID_SIZE);
+    this.m.HEAPU8.set(idKey, this.key);
+  }
+
+  /** The ID of `length` bytes that `fill` copies into each piece's buffer, given the piece's position. */
+  hash(length: number, fill: (target: Uint8Array, position: number) => void): Buffer {
+    const m = this.m;
+    if (m._crypto_generichash_init(this.state, this.key, KEY_SIZE, ID_SIZE) !== 0) throw new Error('crypto_generichash_init failed');
+    for (let pos = 0; pos < length; pos += this.pieceSize) {
+      const n = Math.min(this.pieceSize, length - pos);
+      fill(m.HEAPU8.subarray(this.input, this.input + n), pos);
+      m._crypto_generichash_update(this.state, this.input, n, 0);
+    }
+    m._crypto_generichash_final(this.state, this.out, ID_SIZE);
+    return Buffer.from(m.HEAPU8.subarray(this.out, this.out + ID_SIZE));
+  }
 }
 
 export function sha256(data: Uint8Array): Buffer {

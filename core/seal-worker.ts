@@ -15,7 +15,7 @@ import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ownBuffer } from './buffer-pool.ts';
 import type { CompressionSettings } from './compression.ts';
-import { blobId, blobIdOfPieces, initCrypto } from './crypto.ts';
+import { BlobHasher, blobId, initCrypto } from './crypto.ts';
 import { type BlobType, openBlob, sealBlobInto, sealedBlobMax } from './envelope.ts';
 import { type KeySlot, type PackEntry, packTail, shuffle } from './pack.ts';
 
@@ -344,17 +344,15 @@ if (parentPort) {
   const held = new Map<number, { offset: number; length: number; id: Buffer }>();
   const arena = init.arena ? Buffer.from(init.arena) : null;
   /**
-   * Hashing copies a chunk out of the arena a piece at a time first: libsodium
-   * reading shared memory goes through V8's shared-memory copy, byte by byte
-   * when misaligned, while Buffer.copy out of it is a plain memmove. zlib and
-   * the cipher read the arena directly.
+   * Hashing copies a chunk out of the arena a piece at a time, straight into
+   * libsodium's memory: Buffer.copy out of shared memory is a plain memmove,
+   * while libsodium reading a shared view would go through V8's
+   * shared-memory copy (byte by byte when misaligned). zlib and the cipher
+   * read the arena directly.
    */
-  const scratch = Buffer.allocUnsafeSlow(HASH_PIECE);
+  const hasher = new BlobHasher(init.idKey, HASH_PIECE);
   const hashChunk = (offset: number, length: number): Buffer =>
-    blobIdOfPieces(init.idKey, length, HASH_PIECE, (pos, n) => {
-      arena!.copy(scratch, 0, offset + pos, offset + pos + n);
-      return scratch.subarray(0, n);
-    });
+    hasher.hash(length, (target, pos) => void arena!.copy(target, 0, offset + pos, offset + pos + target.length));
   const buffers = new PackBuffers(packCapacity(init.packSize));
   let open: OpenPack | null = null;
   /** Restore: the files being written, by the number the main thread gave each. */
