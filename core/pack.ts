@@ -6,7 +6,7 @@
  * the next begins.
  */
 import { createHash, randomInt } from 'node:crypto';
-import { ID_SIZE, SEALED_KEY_SIZE } from './crypto.ts';
+import { ID_SIZE, SEALED_KEY_SIZE, SEAL_OVERHEAD } from './crypto.ts';
 import { BLOB_TYPE_BYTE, BLOB_TYPE_OF_BYTE, type BlobType, NO_COMPRESSION, openObject, sealObject } from './envelope.ts';
 import { IntegrityError } from './errors.ts';
 
@@ -94,6 +94,12 @@ export function buildPack(blobs: readonly SealedBlob[], metaKey: Uint8Array, key
   const hash = createHash('sha256');
   for (const p of parts) hash.update(p);
   return { parts, size: offset + parts[parts.length - 1]!.length, name: hash.digest('hex'), entries, keySlot };
+}
+
+/** The most bytes packTail can take for a pack of `entries` blobs (with a sealed key slot, the larger case). */
+export function packTailMaxSize(entries: number): number {
+  const raw = 2 + SEALED_KEY_SIZE + 4 + entries * ENTRY_SIZE;
+  return Math.ceil(raw / HEADER_PAD) * HEADER_PAD + 1 + SEAL_OVERHEAD + TRAILER_SIZE;
 }
 
 /** What follows a pack's blobs: the sealed header listing `entries`, then its length. */

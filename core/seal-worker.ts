@@ -17,7 +17,7 @@ import { ownBuffer } from './buffer-pool.ts';
 import type { CompressionSettings } from './compression.ts';
 import { BlobHasher, blobId, initCrypto } from './crypto.ts';
 import { type BlobType, openBlob, sealBlobInto, sealedBlobMax } from './envelope.ts';
-import { type KeySlot, type PackEntry, packTail, shuffle } from './pack.ts';
+import { type KeySlot, type PackEntry, packTail, packTailMaxSize, shuffle } from './pack.ts';
 
 /** Bytes of a chunk copied out of the arena at a time for hashing. */
 const HASH_PIECE = 256 * 1024;
@@ -160,7 +160,11 @@ export function packIds(ids: readonly Uint8Array[]): ArrayBuffer {
   return ab;
 }
 
-/** Room for a full pack plus the largest chunk the format allows, sealed, and padding. */
+/**
+ * Room for a full pack plus the largest chunk the format allows, sealed, and
+ * slack for padding and the header; OpenPack.fits decides when a pack must
+ * be finished before the next blob.
+ */
 function packCapacity(packSize: number): number {
   return packSize + sealedBlobMax(16 * 1024 * 1024) + 64 * 1024;
 }
@@ -219,8 +223,9 @@ class OpenPack {
     this.view = new Uint8Array(b.buffer);
   }
 
+  /** Whether one more blob of this size fits, with the padding before it and the header that will follow. */
   fits(plaintextLength: number): boolean {
-    return this.end + sealedBlobMax(plaintextLength) <= this.view.length;
+    return this.end + 7 + sealedBlobMax(plaintextLength) + packTailMaxSize(this.blobs.length + 1) <= this.view.length;
   }
 
   add(id: Buffer, length: number, raw: number): void {

@@ -4,7 +4,7 @@ import { decodeIndex, encodeIndex } from '../core/blob-index.ts';
 import { blobId, initCrypto, keysFromMaster } from '../core/crypto.ts';
 import { openBlob, sealBlobParts } from '../core/envelope.ts';
 import { IntegrityError } from '../core/errors.ts';
-import { HEADER_PAD, NO_KEY_SLOT, buildPack, parsePackHeader } from '../core/pack.ts';
+import { HEADER_PAD, NO_KEY_SLOT, buildPack, packTail, packTailMaxSize, parsePackHeader } from '../core/pack.ts';
 
 test.before(async () => {
   await initCrypto();
@@ -64,4 +64,16 @@ test('index objects round-trip, and a truncated one is refused', (t) => {
   t.deepEqual(decoded.packs[0]!.blobs, pack.entries);
   t.deepEqual(decoded.packs[0]!.keySlot, pack.keySlot);
   t.throws(() => decodeIndex(encoded.subarray(0, encoded.length - 5), 'index/x'), { instanceOf: IntegrityError, message: /index\/x/ });
+});
+
+test('the room a seal worker keeps for a pack header is never less than the header takes', (t) => {
+  const metaKey = randomBytes(32);
+  const sealed = { kind: 'sealed' as const, sealedKey: randomBytes(80) };
+  for (const n of [1, 2, 100, 110, 111, 2000, 20_000]) {
+    const entries = Array.from({ length: n }, (_, i) => ({ type: 'data' as const, id: randomBytes(32), offset: i * 10, length: 10 }));
+    for (const slot of [NO_KEY_SLOT, sealed]) {
+      const size = packTail(entries, metaKey, slot).length;
+      t.true(size <= packTailMaxSize(n), `${n} entries: ${size} > ${packTailMaxSize(n)}`);
+    }
+  }
 });
