@@ -22,7 +22,7 @@ import { errnoCode, isStowageError } from './errors.ts';
 import { type Counters, type ProgressReporter, newCounters, silentProgress } from './progress.ts';
 import type { Repository } from './repository.ts';
 import { mapLimit } from './repository.ts';
-import type { SealPool } from './seal-pool.ts';
+import { PoolClosedError, type SealPool } from './seal-pool.ts';
 import { type TreeNode, loadTree, nameBytes, nameFields, sameNode, saveTree, targetFields } from './tree.ts';
 import { type XattrMap, readXattrs } from './xattr.ts';
 import { type IdNames, loadIdNames } from './idnames.ts';
@@ -401,7 +401,7 @@ export class Archiver {
       // The repository failing (server down, quota, refused) ends the run; only reading the file is this file's
       // problem. Once the run is ending, what fails in files still in flight (their chunks' sealing is torn down)
       // follows the first failure rather than being reported on its own.
-      if (isStowageError(e) || this.fatal) {
+      if (isStowageError(e) || this.fatal || e instanceof PoolClosedError) {
         this.fatal ??= e;
         throw e;
       }

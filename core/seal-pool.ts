@@ -98,6 +98,13 @@ const ALIGN = 8;
 
 type Waiter = { resolve: (v: unknown) => void; reject: (e: unknown) => void };
 
+/** Work handed to a pool after close: what is still in flight when a run ends early. */
+export class PoolClosedError extends Error {
+  constructor() {
+    super('the seal pool is closed');
+  }
+}
+
 export class SealPool {
   private readonly keys: PoolKeys;
   private readonly sink: BlobSink | null;
@@ -121,7 +128,7 @@ export class SealPool {
   }
 
   private start(): void {
-    if (this.closed) throw new Error('the seal pool is closed');
+    if (this.closed) throw new PoolClosedError();
     if (this.workers.length > 0) return;
     if (this.sink) this.arena = new ChunkArena(ARENA_BYTES);
     this.filesBytes = new Array<number>(this.threads).fill(0);
@@ -137,12 +144,16 @@ export class SealPool {
     };
     for (let i = 0; i < this.threads; i++) {
       const worker = new Worker(new URL('./seal-worker.ts', import.meta.url), { workerData: init });
-      worker.on('message', (m: SealReply) => this.onMessage(m, this.workers[i]!));
+      const pw: PoolWorker = { worker, outstanding: 0, hash: [], keep: [], drop: [], open: [], restore: [], batchBytes: 0, scheduled: false, packBuffers: new Map() };
+      // Messages can still arrive after close (a pack finished as the run failed): they are dropped.
+      worker.on('message', (m: SealReply) => {
+        if (!this.closed) this.onMessage(m, pw);
+      });
       worker.on('error', (e) => this.fail(e));
       worker.on('exit', (code) => {
         if (code !== 0) this.fail(new Error(`seal worker exited with code ${code}`));
       });
-      this.workers.push({ worker, outstanding: 0, hash: [], keep: [], drop: [], open: [], restore: [], batchBytes: 0, scheduled: false, packBuffers: new Map() });
+      this.workers.push(pw);
     }
   }
 
@@ -268,9 +279,10 @@ export class SealPool {
     const sink = this.sink;
     if (!sink) throw new Error('this pool was made for reading only');
     if (this.failed) throw this.failed;
+    // First: a failed upload is the reason a run ends, and the error to report.
+    await sink.waitForUploadRoom();
     this.start();
     const arena = this.arena!;
-    await sink.waitForUploadRoom();
     // At most what the chunker holds back plus the new bytes can come out now, plus alignment padding.
     const most = chunker.buffered + (data?.length ?? 0);
     if (most === 0) return;
