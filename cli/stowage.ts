@@ -41,6 +41,8 @@ function startKdfWorker(args: readonly string[]): Worker | null {
   if (args.length === 0 || args.some((a) => KEYLESS.has(a))) return null;
   const w = new Worker(new URL('../core/kdf-worker.ts', import.meta.url));
   w.unref();
+  // A worker that fails to start is only replaced when the key is derived (core/keyfile.ts).
+  w.on('error', () => {});
   return w;
 }
 

@@ -131,22 +131,20 @@ function startKdfWorker(): Worker {
 }
 
 /**
- * Starts the worker of the next derivation now, so that its start (loading
- * libsodium, a tenth of a second) overlaps with whatever the command does
- * before it has the passphrase and the key file. Unused, it does not keep
- * the process alive.
+ * Uses a worker of core/kdf-worker.ts started ahead (the executable starts
+ * one before it loads the rest, so that loading libsodium there overlaps
+ * with loading the program here). Unused, it does not keep the process
+ * alive; should it fail or end before it is used, the derivation starts a
+ * fresh one.
  */
-export function prestartKdf(): void {
-  if (prestarted) return;
-  prestarted = startKdfWorker();
-  prestarted.unref();
-}
-
-/** Uses a worker of core/kdf-worker.ts started elsewhere (the executable starts one before loading the rest). */
 export function adoptKdfWorker(worker: Worker): void {
   if (prestarted) void prestarted.terminate();
   prestarted = worker;
-  prestarted.unref();
+  worker.unref();
+  worker.on('error', () => {});
+  worker.once('exit', () => {
+    if (prestarted === worker) prestarted = null;
+  });
 }
 
 /**
