@@ -46,7 +46,9 @@ test('radosgw stopped in the middle of a backup: a clear error, a valid reposito
   const url = `${server.url}/web1`;
   t.is((await stowage(['-r', url, 'init'], clientEnv)).code, 0);
   const src = path.join(work, 'src');
-  generate(src, 120);
+  // Enough data that the backup is still uploading when the gateway dies: once the first pack is stored, about
+  // twenty are still to come, which take longer than the kill does even when the machine is busy.
+  generate(src, 320);
   const first = stowage(['-r', url, 'backup', src], clientEnv);
   while (!/"status":201.*"type":"data"|"type":"data".*"status":201/.test(server.log())) await new Promise((r) => setTimeout(r, 20));
   await rgw!.killGateway();

@@ -87,7 +87,8 @@ test('a server killed mid-backup: the next backup completes without uploading an
   const env = testEnv({ STOWAGE_CONFIG_DIR: path.join(work, 'config'), STOWAGE_CACHE_DIR: path.join(work, 'cache'), STOWAGE_RETRY_SECONDS: '1' });
   let server = await spawnServer(dataDir, port, env);
   const src = path.join(work, 'src');
-  generate(src, 160);
+  // Enough that packs are still uploading when the server is killed after the third, even on a busy machine.
+  generate(src, 320);
   const repoUrl = `${server.url}/web1`;
   const clientEnv = { ...env, STOWAGE_TOKEN: await tokenFor(dataDir, 'web1', 'append', env), STOWAGE_SERVER_FINGERPRINT: server.fingerprint };
   t.is((await stowage(['-r', repoUrl, 'init'], clientEnv)).code, 0);
