@@ -482,11 +482,20 @@ function toWorkerStep(step: RestoreStepRequest, seq: number): RestoreStep {
       return { ...step, seq, path: standalone(step.path) };
     case 'blob': {
       const { sealed, ...rest } = step;
-      return { ...rest, seq, id: standalone(step.id), key: standalone(step.key), ...(sealed ? { sealed: ownBuffer(sealed) } : {}) };
+      // Always a copy to move: the caller's bytes may be shared (two files with the same blob, read once), and a
+      // buffer moved to a worker is gone from this thread, or cannot be moved twice.
+      return { ...rest, seq, id: standalone(step.id), key: standalone(step.key), ...(sealed ? { sealed: copyOf(sealed) } : {}) };
     }
     case 'finish':
       return { ...step, seq };
   }
+}
+
+/** A copy of the bytes in an ArrayBuffer of its own. */
+function copyOf(b: Uint8Array): ArrayBuffer {
+  const ab = new ArrayBuffer(b.byteLength);
+  new Uint8Array(ab).set(b);
+  return ab;
 }
 
 /** A copy with its own small ArrayBuffer. */

@@ -80,6 +80,25 @@ test('a network restore reads many small files with a few ranged requests, not o
   t.true(gets.length > 0 && gets.length <= 10, `${gets.length} data requests`);
 });
 
+test('files with the same contents restore over the network, each from its own copy of the shared blob', async (t) => {
+  const work = await tempDir(t);
+  const env = testEnv({ STOWAGE_CONFIG_DIR: path.join(work, 'config'), STOWAGE_CACHE_DIR: path.join(work, 'cache') });
+  const dataDir = path.join(work, 'server');
+  const server = await spawnServer(dataDir, await freePort(), env);
+  t.teardown(() => server.stop());
+  // One blob in the whole repository, read once by range for three files.
+  const src = path.join(work, 'src');
+  fs.mkdirSync(src);
+  for (const name of ['a', 'b', 'c']) fs.writeFileSync(path.join(src, name), 'the same bytes in three files\n'.repeat(100));
+  const repoUrl = `${server.url}/web1`;
+  const clientEnv = { ...env, STOWAGE_TOKEN: await tokenFor(dataDir, 'web1', 'append', env), STOWAGE_SERVER_FINGERPRINT: server.fingerprint };
+  t.is((await stowage(['-r', repoUrl, 'init'], clientEnv)).code, 0);
+  t.is((await stowage(['-r', repoUrl, 'backup', src], clientEnv)).code, 0);
+  const restored = await stowage(['-r', repoUrl, 'restore', 'latest', '--target', path.join(work, 'out')], clientEnv);
+  t.is(restored.code, 0, restored.stderr);
+  t.deepEqual(compareTrees(src, path.join(work, 'out', src)), []);
+});
+
 test('a server killed mid-backup: the next backup completes without uploading anything twice, and restores byte-identical', async (t) => {
   const work = await tempDir(t);
   const dataDir = path.join(work, 'server');
