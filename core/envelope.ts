@@ -4,7 +4,7 @@
  * the payload claims to be (an object of a type, or a blob of a type and ID).
  */
 import { type Codec, type CompressionSettings, compress, decompress } from './compression.ts';
-import { ID_SIZE, SEAL_OVERHEAD, open, sealParts, sealPartsInto } from './crypto.ts';
+import { ID_SIZE, SEAL_OVERHEAD, blobId, open, sealParts, sealPartsInto } from './crypto.ts';
 
 export type BlobType = 'data' | 'tree';
 export const BLOB_TYPE_BYTE: Record<BlobType, number> = { data: 1, tree: 2 };
@@ -80,6 +80,16 @@ export function openBlob(key: Uint8Array, type: BlobType, id: Uint8Array, sealed
   const framed = open(key, sealed, blobAd(type, id));
   if (!framed || framed.length < 1) return null;
   return decompress(framed[0]!, framed.subarray(1), MAX_BLOB_PLAINTEXT);
+}
+
+/**
+ * Opens a blob and checks that its plaintext hashes to its ID (under the ID
+ * key): the plaintext, or which check it failed.
+ */
+export function openVerifiedBlob(idKey: Uint8Array, key: Uint8Array, type: BlobType, id: Buffer, sealed: Uint8Array): Buffer | 'decrypt' | 'id' {
+  const plain = openBlob(key, type, id, sealed);
+  if (!plain) return 'decrypt';
+  return blobId(idKey, plain).equals(id) ? plain : 'id';
 }
 
 export function sealObject(key: Uint8Array, type: SealedObjectType, plaintext: Uint8Array, compression: CompressionSettings): Buffer {

@@ -50,7 +50,7 @@ export interface BuiltPack {
   readonly keySlot: KeySlot;
 }
 
-export function shuffle<T>(items: readonly T[]): T[] {
+function shuffle<T>(items: readonly T[]): T[] {
   const a = items.slice();
   for (let i = a.length - 1; i > 0; i--) {
     const j = randomInt(i + 1);
@@ -82,18 +82,29 @@ export function encodeHeader(entries: readonly PackEntry[], keySlot: KeySlot): B
   return buf;
 }
 
-export function buildPack(blobs: readonly SealedBlob[], metaKey: Uint8Array, keySlot: KeySlot): BuiltPack {
-  const order = shuffle([...blobs]);
+/**
+ * Decides a pack's blob order (random) and lays the blobs out end to end in
+ * it: the blobs in that order, their header entries, and the bytes they take.
+ */
+export function layOut<T extends { readonly type: BlobType; readonly id: Buffer; readonly length: number }>(
+  blobs: readonly T[],
+): { order: T[]; entries: PackEntry[]; bytes: number } {
+  const order = shuffle(blobs);
   const entries: PackEntry[] = [];
   let offset = 0;
   for (const b of order) {
     entries.push({ type: b.type, id: b.id, offset, length: b.length });
     offset += b.length;
   }
+  return { order, entries, bytes: offset };
+}
+
+export function buildPack(blobs: readonly SealedBlob[], metaKey: Uint8Array, keySlot: KeySlot): BuiltPack {
+  const { order, entries, bytes } = layOut(blobs);
   const parts = [...order.flatMap((b) => b.parts), packTail(entries, metaKey, keySlot)];
   const hash = createHash('sha256');
   for (const p of parts) hash.update(p);
-  return { parts, size: offset + parts[parts.length - 1]!.length, name: hash.digest('hex'), entries, keySlot };
+  return { parts, size: bytes + parts[parts.length - 1]!.length, name: hash.digest('hex'), entries, keySlot };
 }
 
 /** The most bytes packTail can take for a pack of `entries` blobs (with a sealed key slot, the larger case). */

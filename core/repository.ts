@@ -12,7 +12,7 @@ import { type Backend, type Handle, type ObjectInfo, type ObjectType, describe }
 import { BlobIndex, type PackInfo, decodeIndex, encodeIndex } from './blob-index.ts';
 import { ObjectCache } from './cache.ts';
 import { type Argon2Params, type RepositoryKeys, blobId, initCrypto, keysFromMaster, openContentKey, randomKey, sealContentKey, sha256Hex } from './crypto.ts';
-import { type BlobType, type SealedObjectType, openBlob, openObject, sealBlobParts, sealObject } from './envelope.ts';
+import { type BlobType, type SealedObjectType, openObject, openVerifiedBlob, sealBlobParts, sealObject } from './envelope.ts';
 import {
   ForbiddenError,
   FormatError,
@@ -490,7 +490,7 @@ export class Repository {
   blobFile(type: BlobType, idHex: string): { pack: string; key: Buffer; path: string; offset: number; length: number } | null {
     if (!this.backend.filePath) return null;
     const loc = this.locateBlob(type, idHex);
-    return { ...loc, path: this.backend.filePath({ type: 'data', name: loc.pack }) };
+    return { ...loc, path: this.packFile(loc.pack)! };
   }
 
   /** Where a pack is as a file on this machine (a local repository), or null. */
@@ -509,11 +509,9 @@ export class Repository {
   }
 
   openAndVerify(type: BlobType, idHex: string, pack: string, key: Uint8Array, sealed: Uint8Array): Buffer {
-    const id = Buffer.from(idHex, 'hex');
-    const plain = openBlob(key, type, id, sealed);
-    if (!plain) throw blobIntegrityError(type, idHex, pack, 'decrypt');
-    if (!blobId(this.keys.idKey, plain).equals(id)) throw blobIntegrityError(type, idHex, pack, 'id');
-    return plain;
+    const r = openVerifiedBlob(this.keys.idKey, key, type, Buffer.from(idHex, 'hex'), sealed);
+    if (r === 'decrypt' || r === 'id') throw blobIntegrityError(type, idHex, pack, r);
+    return r;
   }
 
   private async readBlobBytes(type: BlobType, pack: string, offset: number, length: number): Promise<Buffer> {

@@ -377,7 +377,7 @@ export class SealPool {
   }
 
   /**
-   * The worker a file's blobs should all go to (see restoreBlob): the one
+   * The worker a file's restore steps should all go to (see restoreStep): the one
    * with the fewest bytes of files in progress, so that large files spread
    * over the workers. Call `done` when the file is finished.
    */
@@ -400,7 +400,7 @@ export class SealPool {
   /**
    * Has worker `worker` do one step of restoring a file (see RestoreStep):
    * all of a file's steps go to one worker (assignFile), in order. A blob's
-   * `sealed` bytes, when given, are moved to the worker. Resolves to what
+   * `sealed` bytes, when given, go to the worker as a copy. Resolves to what
    * happened; failing to create, read or write a file is an outcome too,
    * with its errno code.
    */

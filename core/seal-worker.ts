@@ -15,9 +15,10 @@ import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ownBuffer } from './buffer-pool.ts';
 import type { CompressionSettings } from './compression.ts';
-import { BlobHasher, blobId, initCrypto } from './crypto.ts';
-import { type BlobType, openBlob, sealBlobInto, sealedBlobMax } from './envelope.ts';
-import { type KeySlot, type PackEntry, packTail, packTailMaxSize, shuffle } from './pack.ts';
+import { BlobHasher, initCrypto } from './crypto.ts';
+import { type BlobType, openVerifiedBlob, sealBlobInto, sealedBlobMax } from './envelope.ts';
+import { createFresh } from './fresh-file.ts';
+import { type KeySlot, layOut, packTail, packTailMaxSize } from './pack.ts';
 
 /** Bytes of a chunk copied out of the arena at a time for hashing. */
 const HASH_PIECE = 256 * 1024;
@@ -209,7 +210,7 @@ class OpenPack {
   readonly buffer: SharedArrayBuffer;
   readonly fresh: boolean;
   readonly view: Uint8Array;
-  readonly blobs: { id: Buffer; offset: number; length: number }[] = [];
+  readonly blobs: { type: 'data'; id: Buffer; offset: number; length: number }[] = [];
   /** Where the next blob goes. */
   end = 0;
   /** Sealed bytes in the pack (without padding). */
@@ -229,7 +230,7 @@ class OpenPack {
   }
 
   add(id: Buffer, length: number, raw: number): void {
-    this.blobs.push({ id, offset: this.end, length });
+    this.blobs.push({ type: 'data', id, offset: this.end, length });
     this.end = (this.end + length + 7) & ~7;
     this.bytes += length;
     this.raw += raw;
@@ -241,13 +242,7 @@ class OpenPack {
  * the blobs, and names it by the SHA-256 of its pieces in that order.
  */
 function finishPack(open: OpenPack, init: SealWorkerInit, slot: KeySlot): PackMessage {
-  const order = shuffle(open.blobs);
-  const entries: PackEntry[] = [];
-  let offset = 0;
-  for (const b of order) {
-    entries.push({ type: 'data', id: b.id, offset, length: b.length });
-    offset += b.length;
-  }
+  const { order, entries, bytes } = layOut(open.blobs);
   const tail = packTail(entries, init.metaKey, slot);
   if (open.end + tail.length > open.view.length) throw new RangeError('pack header does not fit the pack buffer');
   open.view.set(tail, open.end);
@@ -261,7 +256,7 @@ function finishPack(open: OpenPack, init: SealWorkerInit, slot: KeySlot): PackMe
     slot: open.slot,
     ...(open.fresh ? { buffer: open.buffer } : {}),
     name: hash.digest('hex'),
-    size: offset + tail.length,
+    size: bytes + tail.length,
     ids,
     offsets: pieces.map((p) => p.offset),
     lengths: pieces.map((p) => p.length),
@@ -273,13 +268,19 @@ function finishPack(open: OpenPack, init: SealWorkerInit, slot: KeySlot): PackMe
  * The cipher hands back each slice it encrypts in a new buffer, which is
  * garbage as soon as it is copied into the pack; V8 collects such buffers
  * only after tens of MiB of them, and until then they stay resident. A
- * young-generation collection every few MiB sealed costs well under a
- * millisecond and keeps them from adding up.
+ * young-generation collection every few MiB sealed (or opened, restoring)
+ * costs well under a millisecond and keeps them from adding up.
  */
-function youngCollector(): () => void {
+function youngCollector(): (bytes: number) => void {
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as (opts: { type: 'minor' }) => void;
-  return () => gc({ type: 'minor' });
+  let since = 0;
+  return (bytes) => {
+    since += bytes;
+    if (since < COLLECT_EVERY_BYTES) return;
+    gc({ type: 'minor' });
+    since = 0;
+  };
 }
 const COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
 
@@ -316,25 +317,6 @@ function errorFields(e: unknown): { error: string; code?: string } {
   return { error: e instanceof Error ? e.message : String(e), ...(typeof code === 'string' ? { code } : {}) };
 }
 
-const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
-
-/**
- * Creates a file that must not exist yet; whatever is in its place (a file,
- * a symlink, a directory) is removed first, so nothing is written through
- * it. Into an empty target, that is one open and no lookup.
- */
-function createFresh(p: Buffer): number {
-  try {
-    return fs.openSync(p, CREATE_FLAGS, 0o600);
-  } catch (e) {
-    if ((e as { code?: unknown }).code !== 'EEXIST') throw e;
-  }
-  const st = fs.lstatSync(p, { throwIfNoEntry: false });
-  if (st?.isDirectory()) fs.rmSync(p, { recursive: true });
-  else if (st) fs.unlinkSync(p);
-  return fs.openSync(p, CREATE_FLAGS, 0o600);
-}
-
 function writeFully(fd: number, data: Uint8Array, position: number): void {
   let off = 0;
   while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off, position + off);
@@ -342,8 +324,8 @@ function writeFully(fd: number, data: Uint8Array, position: number): void {
 
 if (parentPort) {
   await initCrypto();
-  const collect = youngCollector();
-  let sealedSinceCollect = 0;
+  /** Counts bytes sealed or opened, which leave garbage behind; collects the young generation every few MiB. */
+  const collectAfter = youngCollector();
   const init = workerData as SealWorkerInit;
   const slot: KeySlot = init.slot.kind === 'sealed' ? { kind: 'sealed', sealedKey: Buffer.from(init.slot.sealedKey) } : { kind: 'none' };
   const held = new Map<number, { offset: number; length: number; id: Buffer }>();
@@ -364,27 +346,10 @@ if (parentPort) {
   const files = new Map<number, { fd: number; pos: number; failed: boolean }>();
   const packFiles = new PackFiles();
 
-  let packScratch = Buffer.alloc(0);
   const verifyPack = (req: VerifyRequest): VerifyResult => {
     let bytes: Uint8Array;
     try {
-      if (req.bytes) bytes = new Uint8Array(req.bytes);
-      else {
-        const size = fs.statSync(req.path!).size;
-        if (packScratch.length < size) packScratch = Buffer.allocUnsafeSlow(size);
-        const fd = fs.openSync(req.path!, fs.constants.O_RDONLY);
-        try {
-          let got = 0;
-          while (got < size) {
-            const n = fs.readSync(fd, packScratch, got, size - got, got);
-            if (n === 0) break;
-            got += n;
-          }
-          bytes = packScratch.subarray(0, got);
-        } finally {
-          fs.closeSync(fd);
-        }
-      }
+      bytes = req.bytes ? new Uint8Array(req.bytes) : packFiles.read(req.path!, 0, fs.statSync(req.path!).size);
     } catch (e) {
       return { seq: req.seq, read: 0, readError: errorFields(e).error, nameMatches: false, failures: [] };
     }
@@ -395,10 +360,8 @@ if (parentPort) {
         failures.push({ index, failure: 'outside' });
         return;
       }
-      const id = Buffer.from(b.id);
-      const plain = openBlob(b.key, b.type, id, bytes.subarray(b.offset, b.offset + b.length));
-      if (!plain) failures.push({ index, failure: 'decrypt' });
-      else if (!blobId(init.idKey, plain).equals(id)) failures.push({ index, failure: 'id' });
+      const r = openVerifiedBlob(init.idKey, b.key, b.type, Buffer.from(b.id), bytes.subarray(b.offset, b.offset + b.length));
+      if (r === 'decrypt' || r === 'id') failures.push({ index, failure: r });
     });
     return { seq: req.seq, read: bytes.length, nameMatches, failures };
   };
@@ -431,21 +394,15 @@ if (parentPort) {
     let stage: 'read' | 'write' = 'read';
     try {
       const sealed = step.sealed ? new Uint8Array(step.sealed) : packFiles.read(step.path!, step.offset, step.length);
-      const id = Buffer.from(step.id);
-      const plain = openBlob(step.key, step.type, id, sealed);
-      const failure = !plain ? 'decrypt' : !blobId(init.idKey, plain).equals(id) ? 'id' : null;
-      if (failure || !plain) {
+      const plain = openVerifiedBlob(init.idKey, step.key, step.type, Buffer.from(step.id), sealed);
+      if (plain === 'decrypt' || plain === 'id') {
         f.failed = true;
-        return { seq: step.seq, failure: failure ?? 'decrypt', at: f.pos };
+        return { seq: step.seq, failure: plain, at: f.pos };
       }
       stage = 'write';
       writeFully(f.fd, plain, f.pos);
       f.pos += plain.length;
-      sealedSinceCollect += plain.length;
-      if (sealedSinceCollect >= COLLECT_EVERY_BYTES) {
-        collect();
-        sealedSinceCollect = 0;
-      }
+      collectAfter(plain.length);
       return { seq: step.seq, written: plain.length };
     } catch (e) {
       f.failed = true;
@@ -481,11 +438,7 @@ if (parentPort) {
           if (open && !open.fits(n)) shipPack();
           open ??= new OpenPack(buffers.take());
           open.add(id, sealBlobInto(init.contentKey, 'data', id, data, init.compression, open.view, open.end), n);
-          sealedSinceCollect += n;
-          if (sealedSinceCollect >= COLLECT_EVERY_BYTES) {
-            collect();
-            sealedSinceCollect = 0;
-          }
+          collectAfter(n);
           if (open.bytes >= init.packSize) shipPack();
         }
         port.postMessage({ op: 'done', seqs: msg.keep } satisfies SealReply);
@@ -510,10 +463,8 @@ if (parentPort) {
       case 'open': {
         const transfer: ArrayBuffer[] = [];
         const items = msg.items.map((it): OpenResult => {
-          const id = Buffer.from(it.id);
-          const plain = openBlob(it.key, it.type, id, new Uint8Array(it.sealed));
-          if (!plain) return { seq: it.seq, failure: 'decrypt' };
-          if (!blobId(init.idKey, plain).equals(id)) return { seq: it.seq, failure: 'id' };
+          const plain = openVerifiedBlob(init.idKey, it.key, it.type, Buffer.from(it.id), new Uint8Array(it.sealed));
+          if (plain === 'decrypt' || plain === 'id') return { seq: it.seq, failure: plain };
           const out = ownBuffer(plain);
           transfer.push(out);
           return { seq: it.seq, plain: out };

@@ -14,7 +14,6 @@
  * verified and stay, nothing after it is written, and the error names the
  * blob and its pack.
  */
-import { constants as fsc } from 'node:fs';
 import * as fss from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { IntegrityError, UnsafePathError, errnoCode, isStowageError } from '../core/errors.ts';
@@ -24,6 +23,7 @@ import { blobIntegrityError, mapLimit } from '../core/repository.ts';
 import type { RestoreStepRequest, SealPool } from '../core/seal-pool.ts';
 import type { RestoreOutcome } from '../core/seal-worker.ts';
 import { type TreeNode, findNode, loadTree, nameBytes, targetBytes } from '../core/tree.ts';
+import { removeEntry } from '../core/fresh-file.ts';
 import { writeXattrs } from '../core/xattr.ts';
 import { checkName, splitSnapshotPath } from './safe-name.ts';
 
@@ -193,17 +193,6 @@ class FileRestorer {
     }
   }
 
-  /** Removes whatever is at p, so a new file can be created there without following it. */
-  private clear(p: Buffer): void {
-    try {
-      const st = fss.lstatSync(p);
-      if (st.isDirectory()) fss.rmSync(p, { recursive: true });
-      else fss.unlinkSync(p);
-    } catch (e) {
-      if (errnoCode(e) !== 'ENOENT') throw e;
-    }
-  }
-
   private problem(display: string, message: string, content = false, code?: string): void {
     this.problems.push({ path: display || '/', message, content, ...(code ? { code } : {}) });
     this.counters.errors++;
@@ -360,7 +349,7 @@ class FileRestorer {
   }
 
   private async restoreSymlink(job: FileJob): Promise<void> {
-    this.clear(job.path);
+    removeEntry(job.path);
     fss.symlinkSync(targetBytes(job.node), job.path);
     this.counters.files++;
     await this.applyMeta(job.path, job.display, job.node);
@@ -369,7 +358,7 @@ class FileRestorer {
   private async restoreHardlink(job: FileJob): Promise<void> {
     const key = `${job.node.device ?? ''}:${job.node.inode}`;
     const first = this.hardlinkFirst.get(key)!;
-    this.clear(job.path);
+    removeEntry(job.path);
     fss.linkSync(first.path, job.path);
     this.counters.files++;
   }
@@ -404,10 +393,10 @@ interface Span {
 }
 
 /**
- * A file's blobs, read by pack: a large file's chunks share a few packs (in
- * random order within each, by design), so one ranged read per pack replaces
- * a dozen small ones. That matters little on a local disk and a great deal
- * over the network. Each blob is still authenticated on its own when opened.
+ * A file's blobs, read over the network by pack: a large file's chunks share
+ * a few packs (in random order within each, by design), so one ranged read
+ * per pack replaces a dozen small ones. (Locally, the workers read the packs
+ * themselves.) Each blob is still authenticated on its own when opened.
  */
 class PackReads {
   private readonly repo: Repository;
@@ -415,8 +404,7 @@ class PackReads {
 
   constructor(repo: Repository, ids: readonly string[]) {
     this.repo = repo;
-    // A local disk serves small reads as well as large ones; keep memory low there.
-    if (!repo.remote || ids.length < 2) return;
+    if (ids.length < 2) return;
     // One pass: each pack's span, the distinct blobs in it, and how many times the file takes one from it.
     const byPack = new Map<string, { start: number; end: number; blobs: Set<string>; uses: number }>();
     for (const id of ids) {
@@ -460,15 +448,4 @@ function outcomeError(o: Extract<RestoreOutcome, { at: number }>, id: string, pa
 function nsToSeconds(ns: string): number {
   const n = BigInt(ns);
   return Number(n / 1_000_000_000n) + Number(n % 1_000_000_000n) / 1e9;
-}
-
-/**
- * Synchronous writes and metadata calls: each asynchronous one is a round
- * trip through libuv's thread pool, which for thousands of small files cost
- * more than the writes (as for reads in core/archiver.ts). Blob fetching and
- * opening stay asynchronous and keep going meanwhile on worker threads.
- */
-function writeAll(fd: number, data: Buffer, position: number): void {
-  let off = 0;
-  while (off < data.length) off += fss.writeSync(fd, data, off, data.length - off, position + off);
 }
