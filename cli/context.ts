@@ -3,7 +3,7 @@
  * name, and the output they print through.
  */
 import { openBackend } from '../core/backends/open.ts';
-import { defaultCacheRoot } from '../core/cache.ts';
+import { defaultCacheRoot } from '../core/cache-root.ts';
 import { UsageError } from '../core/errors.ts';
 import { Repository } from '../core/repository.ts';
 import { Output } from './output.ts';

@@ -2,22 +2,19 @@
 /** The `stowage` executable. */
 import { mkdirSync } from 'node:fs';
 import module from 'node:module';
-import { homedir } from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { defaultCacheRoot } from '../core/cache-root.ts';
 
 /**
  * Node's compile cache keeps the compiled form of our modules (and their
  * type-stripped sources) between runs: it saves about 0.1 s of every
- * command's start. It lives in the user's own stowage cache directory (as
- * core/cache.ts finds it), never in a shared temporary directory where
- * another user could plant code.
+ * command's start. It lives in the user's own stowage cache directory,
+ * never in a shared temporary directory where another user could plant code.
  */
 function enableCompileCache(env: NodeJS.ProcessEnv): void {
   if (env['STOWAGE_NO_COMPILE_CACHE']) return;
-  const xdg = env['XDG_CACHE_HOME'];
-  const root = env['STOWAGE_CACHE_DIR'] || path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(homedir(), '.cache'), 'stowage');
-  const dir = path.join(root, 'node-compile-cache');
+  const dir = path.join(defaultCacheRoot(env), 'node-compile-cache');
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     module.enableCompileCache?.(dir);

@@ -7,17 +7,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
-import { homedir } from 'node:os';
 import * as path from 'node:path';
 import type { ObjectType } from './backend.ts';
 import { sha256Hex } from './crypto.ts';
 import { errnoCode } from './errors.ts';
-
-export function defaultCacheRoot(env: NodeJS.ProcessEnv): string {
-  if (env['STOWAGE_CACHE_DIR']) return env['STOWAGE_CACHE_DIR'];
-  const xdg = env['XDG_CACHE_HOME'];
-  return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(homedir(), '.cache'), 'stowage');
-}
 
 export class ObjectCache {
   private readonly dir: string;

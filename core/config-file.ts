@@ -47,6 +47,18 @@ const forgetSchema = z
   })
   .strict();
 
+/** How a repository is reached and opened (RepositoryAccess): the top level's keys, and a copy job's target's. */
+const accessKeys = {
+  repository: z.string().min(1),
+  server_fingerprint: z.string().optional(),
+  ca_file: z.string().optional(),
+  token_file: z.string().optional(),
+  client_cert: z.string().optional(),
+  client_key: z.string().optional(),
+  password_file: z.string().optional(),
+  password_command: z.string().optional(),
+};
+
 const jobSchema = z
   .object({
     name,
@@ -66,19 +78,7 @@ const jobSchema = z
     forget: forgetSchema.optional(),
     check: z.object({ schedule, subset: z.string() }).strict().optional(),
     /** A copy job: every snapshot not yet there goes to this second repository (3-2-1). */
-    copy_to: z
-      .object({
-        repository: z.string().min(1),
-        password_file: z.string().optional(),
-        password_command: z.string().optional(),
-        token_file: z.string().optional(),
-        server_fingerprint: z.string().optional(),
-        ca_file: z.string().optional(),
-        client_cert: z.string().optional(),
-        client_key: z.string().optional(),
-      })
-      .strict()
-      .optional(),
+    copy_to: z.object(accessKeys).strict().optional(),
   })
   .strict()
   .refine((j) => !!(j.paths?.length || j.containers || j.labels?.length || j.compose_project || j.copy_to), {
@@ -93,14 +93,7 @@ const jobSchema = z
 
 export const configFileSchema = z
   .object({
-    repository: z.string().min(1),
-    server_fingerprint: z.string().optional(),
-    ca_file: z.string().optional(),
-    token_file: z.string().optional(),
-    client_cert: z.string().optional(),
-    client_key: z.string().optional(),
-    password_file: z.string().optional(),
-    password_command: z.string().optional(),
+    ...accessKeys,
     cache_dir: z.string().optional(),
     /** Where the daemon keeps the result of each job's last run (`stowage status` reads it). */
     state_dir: z.string().optional(),

@@ -5,7 +5,7 @@
  * an existing volume there.
  */
 import * as path from 'node:path';
-import { defaultCacheRoot } from '../../core/cache.ts';
+import { defaultCacheRoot } from '../../core/cache-root.ts';
 import { connectEngine } from '../../core/docker/engine.ts';
 import { dockerStateSchema } from '../../core/docker/state.ts';
 import { UsageError } from '../../core/errors.ts';
