@@ -2,7 +2,7 @@
  * The CLI against `stowage serve` running as its own process on loopback:
  * pinning at init, a server killed in the middle of a backup, a quota.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openHttpsBackend } from '../core/backends/https.ts';
@@ -10,7 +10,7 @@ import { Repository } from '../core/repository.ts';
 import { listSnapshots, saveSnapshot } from '../core/snapshot.ts';
 import { stowage, testEnv } from './helpers/cli.ts';
 import { generate } from './helpers/dataset.ts';
-import { freePort, spawnServer } from './helpers/server.ts';
+import { type SpawnedServer, freePort, spawnServer } from './helpers/server.ts';
 import { compareTrees } from './helpers/tree-compare.ts';
 import { tempDir } from './helpers/tmp.ts';
 
@@ -26,6 +26,27 @@ function dataPuts(log: string): { status: number }[] {
     .filter(Boolean)
     .map((l) => JSON.parse(l) as { method?: string; type?: string; status: number })
     .filter((e) => e.method === 'PUT' && e.type === 'data');
+}
+
+/** A server of its own on a free port, with repository web1 made through it by the CLI. */
+async function serverWithRepo(t: ExecutionContext, work: string): Promise<{ server: SpawnedServer; repoUrl: string; clientEnv: NodeJS.ProcessEnv }> {
+  const env = testEnv({ STOWAGE_CONFIG_DIR: path.join(work, 'config'), STOWAGE_CACHE_DIR: path.join(work, 'cache') });
+  const dataDir = path.join(work, 'server');
+  const server = await spawnServer(dataDir, await freePort(), env);
+  t.teardown(() => server.stop());
+  const repoUrl = `${server.url}/web1`;
+  const clientEnv = { ...env, STOWAGE_TOKEN: await tokenFor(dataDir, 'web1', 'append', env), STOWAGE_SERVER_FINGERPRINT: server.fingerprint };
+  t.is((await stowage(['-r', repoUrl, 'init'], clientEnv)).code, 0);
+  return { server, repoUrl, clientEnv };
+}
+
+/** Backs `src` up through the server, restores the latest snapshot into work/out, and checks it is identical. */
+async function backupAndRestore(t: ExecutionContext, work: string, repoUrl: string, clientEnv: NodeJS.ProcessEnv, src: string, beforeRestore: () => void = () => {}): Promise<void> {
+  t.is((await stowage(['-r', repoUrl, 'backup', src], clientEnv)).code, 0);
+  beforeRestore();
+  const restored = await stowage(['-r', repoUrl, 'restore', 'latest', '--target', path.join(work, 'out')], clientEnv);
+  t.is(restored.code, 0, restored.stderr);
+  t.deepEqual(compareTrees(src, path.join(work, 'out', src)), []);
 }
 
 test('init pins the server; backup and restore through it are byte-identical; later runs need no flag', async (t) => {
@@ -51,23 +72,14 @@ test('init pins the server; backup and restore through it are byte-identical; la
 
 test('a network restore reads many small files with a few ranged requests, not one each', async (t) => {
   const work = await tempDir(t);
-  const env = testEnv({ STOWAGE_CONFIG_DIR: path.join(work, 'config'), STOWAGE_CACHE_DIR: path.join(work, 'cache') });
-  const dataDir = path.join(work, 'server');
-  const server = await spawnServer(dataDir, await freePort(), env);
-  t.teardown(() => server.stop());
+  const { server, repoUrl, clientEnv } = await serverWithRepo(t, work);
   const src = path.join(work, 'src');
   for (let i = 0; i < 400; i++) {
     fs.mkdirSync(path.join(src, `d${i % 20}`), { recursive: true });
     fs.writeFileSync(path.join(src, `d${i % 20}`, `f${i}`), `${i} `.repeat(50 + ((i * 37) % 2000)));
   }
-  const repoUrl = `${server.url}/web1`;
-  const clientEnv = { ...env, STOWAGE_TOKEN: await tokenFor(dataDir, 'web1', 'append', env), STOWAGE_SERVER_FINGERPRINT: server.fingerprint };
-  t.is((await stowage(['-r', repoUrl, 'init'], clientEnv)).code, 0);
-  t.is((await stowage(['-r', repoUrl, 'backup', src], clientEnv)).code, 0);
-  const before = server.log().split('\n').length;
-  const restored = await stowage(['-r', repoUrl, 'restore', 'latest', '--target', path.join(work, 'out')], clientEnv);
-  t.is(restored.code, 0, restored.stderr);
-  t.deepEqual(compareTrees(src, path.join(work, 'out', src)), []);
+  let before = 0;
+  await backupAndRestore(t, work, repoUrl, clientEnv, src, () => (before = server.log().split('\n').length));
   const gets = server
     .log()
     .split('\n')
@@ -82,21 +94,12 @@ test('a network restore reads many small files with a few ranged requests, not o
 
 test('files with the same contents restore over the network, each from its own copy of the shared blob', async (t) => {
   const work = await tempDir(t);
-  const env = testEnv({ STOWAGE_CONFIG_DIR: path.join(work, 'config'), STOWAGE_CACHE_DIR: path.join(work, 'cache') });
-  const dataDir = path.join(work, 'server');
-  const server = await spawnServer(dataDir, await freePort(), env);
-  t.teardown(() => server.stop());
+  const { repoUrl, clientEnv } = await serverWithRepo(t, work);
   // One blob in the whole repository, read once by range for three files.
   const src = path.join(work, 'src');
   fs.mkdirSync(src);
   for (const name of ['a', 'b', 'c']) fs.writeFileSync(path.join(src, name), 'the same bytes in three files\n'.repeat(100));
-  const repoUrl = `${server.url}/web1`;
-  const clientEnv = { ...env, STOWAGE_TOKEN: await tokenFor(dataDir, 'web1', 'append', env), STOWAGE_SERVER_FINGERPRINT: server.fingerprint };
-  t.is((await stowage(['-r', repoUrl, 'init'], clientEnv)).code, 0);
-  t.is((await stowage(['-r', repoUrl, 'backup', src], clientEnv)).code, 0);
-  const restored = await stowage(['-r', repoUrl, 'restore', 'latest', '--target', path.join(work, 'out')], clientEnv);
-  t.is(restored.code, 0, restored.stderr);
-  t.deepEqual(compareTrees(src, path.join(work, 'out', src)), []);
+  await backupAndRestore(t, work, repoUrl, clientEnv, src);
 });
 
 test('a server killed mid-backup: the next backup completes without uploading anything twice, and restores byte-identical', async (t) => {
