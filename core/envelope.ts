@@ -89,13 +89,14 @@ export function openBlob(key: Uint8Array, type: BlobType, id: Uint8Array, sealed
 }
 
 /**
- * Opens a blob and checks that its plaintext hashes to its ID (under the ID
- * key): the plaintext, or which check it failed.
+ * Opens a blob and, unless `checkId` is false (see
+ * Repository.blobNeedsIdCheck), checks that its plaintext hashes to its ID
+ * (under the ID key): the plaintext, or which check it failed.
  */
-export function openVerifiedBlob(idKey: Uint8Array, key: Uint8Array, type: BlobType, id: Buffer, sealed: Uint8Array): Buffer | 'decrypt' | 'id' {
+export function openVerifiedBlob(idKey: Uint8Array, key: Uint8Array, type: BlobType, id: Buffer, sealed: Uint8Array, checkId = true): Buffer | 'decrypt' | 'id' {
   const plain = openBlob(key, type, id, sealed);
   if (!plain) return 'decrypt';
-  return blobId(idKey, plain).equals(id) ? plain : 'id';
+  return !checkId || blobId(idKey, plain).equals(id) ? plain : 'id';
 }
 
 export function sealObject(key: Uint8Array, type: SealedObjectType, plaintext: Uint8Array, compression: CompressionSettings): Buffer {

@@ -469,17 +469,36 @@ export class Repository {
   }
 
   /** Reads one blob's sealed bytes and finds its key, for opening elsewhere (a worker). */
-  async loadSealedBlob(type: BlobType, idHex: string): Promise<{ pack: string; key: Buffer; sealed: Buffer }> {
+  async loadSealedBlob(type: BlobType, idHex: string): Promise<{ pack: string; key: Buffer; checkId: boolean; sealed: Buffer }> {
     const loc = this.locateBlob(type, idHex);
     const sealed = await this.readBlobBytes(type, loc.pack, loc.offset, loc.length);
-    return { pack: loc.pack, key: loc.key, sealed };
+    return { pack: loc.pack, key: loc.key, checkId: loc.checkId, sealed };
   }
 
-  /** Where a blob is stored and the key that opens it; IntegrityError if the index lacks it. */
-  locateBlob(type: BlobType, idHex: string): { pack: string; offset: number; length: number; key: Buffer } {
+  /**
+   * Where a blob is stored, the key that opens it, and whether a restore must
+   * check its plaintext against its ID (see blobNeedsIdCheck); IntegrityError
+   * if the index lacks it.
+   */
+  locateBlob(type: BlobType, idHex: string): { pack: string; offset: number; length: number; key: Buffer; checkId: boolean } {
     const loc = this.index.get(idHex);
     if (!loc || loc.type !== type) throw new IntegrityError(`${type} blob ${idHex}`, 'not in the index: the repository is missing data (run "stowage check")');
-    return { pack: loc.pack, offset: loc.offset, length: loc.length, key: this.keyForBlob(type, loc.pack) };
+    return { pack: loc.pack, offset: loc.offset, length: loc.length, key: this.keyForBlob(type, loc.pack), checkId: this.blobNeedsIdCheck(type, loc.pack) };
+  }
+
+  /**
+   * Whether a blob opened for a restore must also hash to its ID (format
+   * §11). Opening it proves that a holder of its key sealed it under that
+   * ID; the hash also proves its content. That matters where a host key can
+   * seal: trees (metaKey) and data packs with a content key (key slot kind
+   * 1, written by hosts of write-only repositories). A data blob under
+   * dataKey (kind 0) can only have been sealed by a full key, which could
+   * write any snapshot at all: hashing it again proves nothing against
+   * anyone and cost a fifth of a restore's CPU. check --read-data hashes
+   * every blob.
+   */
+  blobNeedsIdCheck(type: BlobType, packId: string): boolean {
+    return type === 'tree' || this.index.pack(packId)?.keySlot.kind !== 'none';
   }
 
   /**
@@ -487,7 +506,7 @@ export class Repository {
    * repository), so that a worker thread can read them itself; null when the
    * backend keeps no such files.
    */
-  blobFile(type: BlobType, idHex: string): { pack: string; key: Buffer; path: string; offset: number; length: number } | null {
+  blobFile(type: BlobType, idHex: string): { pack: string; key: Buffer; checkId: boolean; path: string; offset: number; length: number } | null {
     if (!this.backend.filePath) return null;
     const loc = this.locateBlob(type, idHex);
     return { ...loc, path: this.packFile(loc.pack)! };

@@ -469,6 +469,7 @@ export type RestoreStepRequest =
       readonly type: BlobType;
       readonly id: Buffer;
       readonly key: Buffer;
+      readonly checkId: boolean;
       readonly sealed?: Uint8Array;
       readonly path?: string;
       readonly offset: number;

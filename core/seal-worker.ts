@@ -92,6 +92,8 @@ export type RestoreStep =
       readonly type: BlobType;
       readonly id: Uint8Array;
       readonly key: Uint8Array;
+      /** Whether the plaintext must hash to the ID (Repository.blobNeedsIdCheck). */
+      readonly checkId: boolean;
       readonly sealed?: ArrayBuffer;
       readonly path?: string;
       readonly offset: number;
@@ -386,7 +388,7 @@ if (parentPort) {
     let stage: 'read' | 'write' = 'read';
     try {
       const sealed = step.sealed ? new Uint8Array(step.sealed) : packFiles.read(step.path!, step.offset, step.length);
-      const plain = openVerifiedBlob(init.idKey, step.key, step.type, Buffer.from(step.id), sealed);
+      const plain = openVerifiedBlob(init.idKey, step.key, step.type, Buffer.from(step.id), sealed, step.checkId);
       if (plain === 'decrypt' || plain === 'id') {
         f.failed = true;
         return { seq: step.seq, failure: plain, at: f.pos };

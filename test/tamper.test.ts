@@ -2,6 +2,8 @@ import test from 'ava';
 import { createCipheriv } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { checkRepository } from '../core/check.ts';
+import { sealBlobParts } from '../core/envelope.ts';
 import { findSnapshot, listSnapshots } from '../core/snapshot.ts';
 import { findNode } from '../core/tree.ts';
 import { stowage, testEnv } from './helpers/cli.ts';
@@ -90,4 +92,55 @@ test('the CLI exits with the integrity code and names the object', async (t) => 
   const r = await stowage(['-r', dir, '--no-cache', 'restore', 'latest', '--target', target], testEnv({ STOWAGE_PASSWORD: 'correct horse battery staple' }));
   t.is(r.code, 13, r.stderr + r.stdout);
   t.true((r.stdout + r.stderr).includes(blobs[2]!.id));
+});
+
+/**
+ * Backs up one small file (one blob), then puts other content under that
+ * blob's ID, sealed with the writer's own data key and key slot, in a pack
+ * that replaces the original in the index: what any holder of a key that can
+ * write data could do.
+ */
+async function forgeBlob(t: Parameters<typeof tempDir>[0], writeOnlyHosts: boolean) {
+  const src = await tempDir(t);
+  const file = path.join(src, 'genuine.txt');
+  fs.writeFileSync(file, 'the genuine content\n'.repeat(1000));
+  const { dir } = await newRepo(t, { writeOnlyHosts });
+  await backup(dir, [src]);
+  const repo = await openRepo(dir);
+  await repo.loadIndex();
+  const rec = findSnapshot(await listSnapshots(repo), 'latest');
+  const node = await findNode(repo, rec.snapshot.tree, file.split('/').filter(Boolean));
+  const victim = node!.content![0]!;
+  const victimPack = repo.index.get(victim)!.pack;
+  const keys = repo.poolKeys();
+  const id = Buffer.from(victim, 'hex');
+  const sealed = sealBlobParts(keys.contentKey, 'data', id, Buffer.from('forged content, not the genuine one\n'), keys.compression);
+  const [forged] = await repo.writePacks([{ type: 'data', id, parts: sealed.parts, length: sealed.length }], keys.slot);
+  const others = [...repo.index.packs()].filter((p) => p.id !== victimPack);
+  await repo.replaceIndex([...others, forged!], (await repo.listObjects('index')).map((o) => o.name));
+  await repo.close();
+  return { dir, file, victim, forgedPack: forged!.id };
+}
+
+test('in a write-only repository, a blob whose content does not hash to its ID fails the restore naming it', async (t) => {
+  const { dir, file, victim, forgedPack } = await forgeBlob(t, true);
+  const target = await tempDir(t);
+  const r = await restore(dir, target);
+  const problem = r.problems.find((x) => x.content);
+  t.truthy(problem, 'the forged blob is refused');
+  t.true(problem!.message.includes(victim), 'names the blob');
+  t.true(problem!.message.includes(forgedPack), 'names the pack');
+  t.is(fs.readFileSync(path.join(target, file)).length, 0, 'nothing of it is written');
+});
+
+test('check --read-data reports a blob whose content does not hash to its ID, in any repository', async (t) => {
+  for (const writeOnlyHosts of [false, true]) {
+    const { dir, victim, forgedPack } = await forgeBlob(t, writeOnlyHosts);
+    const repo = await openRepo(dir);
+    const result = await checkRepository(repo, { kind: 'all' });
+    await repo.close();
+    const problem = result.problems.find((p) => p.object.includes(victim));
+    t.truthy(problem, `writeOnlyHosts ${writeOnlyHosts}: ${JSON.stringify(result.problems)}`);
+    t.true(problem!.message.includes(forgedPack) && problem!.message.includes('does not hash to its ID'));
+  }
 });
