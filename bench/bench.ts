@@ -10,7 +10,15 @@
  * dataset generator needs anyway). Options: --size-mib N (1024), --work DIR
  * (.bench), --keep, --no-server (skip the run through `stowage serve` on loopback),
  * --rtt-ms N (add N ms of round trip between client and server, as a WAN would),
- * --no-lifecycle (skip timing prune of 50 % garbage and check --read-data).
+ * --no-lifecycle (skip timing prune of 50 % garbage and check --read-data),
+ * --rounds N (3).
+ *
+ * The machine's speed drifts by ±20 % over minutes and the first command
+ * after a burst of writes runs slower, so the initial backup, the no-change
+ * backup and the restore of stowage, restic and borg are each timed
+ * --rounds times, the tools in a different order each round (initial
+ * backups into fresh repositories), and the median is reported; the rest
+ * runs once.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -21,6 +29,7 @@ import { args, genDataset, opt, root } from './options.ts';
 const sizeMib = Number(opt('--size-mib', '1024'));
 /** Round-trip time added between client and server (through a delaying proxy). */
 const rttMs = Number(opt('--rtt-ms', '0'));
+const rounds = Math.max(1, Number(opt('--rounds', '3')));
 const work = path.resolve(opt('--work', path.join(root, '.bench')));
 const gen = genDataset();
 /** Servers this benchmark started: stopped, and waited for, before it exits. */
@@ -45,6 +54,17 @@ print(json.dumps({"seconds": el, "maxRssMib": resource.getrusage(resource.RUSAGE
   return JSON.parse(out) as Measure;
 }
 
+/** The run of median time among `runs`. */
+function median(runs: readonly Measure[]): Measure {
+  return [...runs].sort((a, b) => a.seconds - b.seconds)[Math.floor((runs.length - 1) / 2)]!;
+}
+
+/** `list` rotated by `n`: each round starts with another tool. */
+function rotated<T>(list: readonly T[], n: number): T[] {
+  const k = n % Math.max(list.length, 1);
+  return [...list.slice(k), ...list.slice(0, k)];
+}
+
 function du(dir: string): number {
   let total = 0;
   for (const e of fs.readdirSync(dir, { recursive: true })) {
@@ -60,6 +80,8 @@ function have(cmd: string): boolean {
 
 interface Tool {
   name: string;
+  /** Timed over several rounds (a tool with a repository of its own per round); the server variants run once. */
+  repeat: boolean;
   /** Where the repository's bytes are, when not at the path given to init. */
   storage?: string;
   env?: NodeJS.ProcessEnv;
@@ -72,6 +94,7 @@ const stowage = path.join(root, 'cli/stowage');
 const tools: Tool[] = [
   {
     name: 'stowage',
+    repeat: true,
     init: (repo) => execFileSync(stowage, ['-r', repo, 'init', '-q'], { env, stdio: 'ignore' }),
     backup: (repo, data) => [stowage, '-r', repo, 'backup', data],
     restore: (repo, target) => [stowage, '-r', repo, 'restore', 'latest', '--target', target],
@@ -82,20 +105,27 @@ if (!args.includes('--no-server') && have('radosgw')) tools.push(await serverToo
 if (have('restic')) {
   tools.push({
     name: 'restic',
+    repeat: true,
     init: (repo) => execFileSync('restic', ['init', '-r', repo, '-q'], { env, stdio: 'ignore' }),
     backup: (repo, data) => ['restic', '-r', repo, 'backup', '-q', data],
     restore: (repo, target) => ['restic', '-r', repo, 'restore', 'latest', '--target', target, '-q'],
   });
 }
-let borgArchive = 0;
+/** The number of archives each borg repository has (borg names them; this benchmark names them a1, a2, …). */
+const borgArchives = new Map<string, number>();
 if (have('borg')) {
   tools.push({
     name: 'borg',
+    repeat: true,
     init: (repo) => execFileSync('borg', ['init', '-e', 'repokey-blake2', repo], { env, stdio: 'ignore' }),
-    backup: (repo, data) => ['borg', 'create', `${repo}::a${++borgArchive}`, data],
+    backup: (repo, data) => {
+      const n = (borgArchives.get(repo) ?? 0) + 1;
+      borgArchives.set(repo, n);
+      return ['borg', 'create', `${repo}::a${n}`, data];
+    },
     restore: (repo, target) => {
       fs.mkdirSync(target, { recursive: true });
-      return ['sh', '-c', `cd ${target} && borg extract ${repo}::a${borgArchive}`];
+      return ['sh', '-c', `cd ${target} && borg extract ${repo}::a${borgArchives.get(repo)}`];
     },
   });
 }
@@ -135,6 +165,7 @@ async function serverTool(store: 'fs' | 's3' = 'fs'): Promise<Tool> {
   const url = `https://127.0.0.1:${clientPort}/bench`;
   return {
     name: store === 's3' ? 'stowage-server-s3' : 'stowage-server',
+    repeat: false,
     // On S3 the objects are in Ceph's memory: the size columns of that row are not measured (0).
     storage: store === 'fs' ? path.join(dataDir, 'repos', 'bench') : fs.mkdtempSync(path.join(work, 's3-not-measured-')),
     env: toolEnv,
@@ -155,35 +186,58 @@ const digest = (dir: string): string => JSON.parse(execFileSync('python3', [gen,
 const original = digest(data);
 
 type Row = Record<string, number>;
-const results: Record<string, Row> = {};
+const results: Record<string, Row> = Object.fromEntries(tools.map((t) => [t.name, {}]));
+const repoOf = (t: Tool, round = 0): string => path.join(work, round === 0 ? `${t.name}-repo` : `${t.name}-repo-${round}`);
+const initialRuns = new Map<string, Measure[]>();
+const nochangeRuns = new Map<string, Measure[]>();
+for (let round = 0; round < rounds; round++) {
+  for (const t of rotated(tools, round)) {
+    if (round > 0 && !t.repeat) continue;
+    // Round 0's repository is kept for the incremental backup and the restores; the others only time a fresh start.
+    const repo = repoOf(t, round);
+    fs.rmSync(repo, { recursive: true, force: true });
+    t.init(repo);
+    execFileSync('sync');
+    const first = measure(t.backup(repo, data), t.env);
+    if (round === 0) results[t.name]!['size'] = du(t.storage ?? repo);
+    const nochange = measure(t.backup(repo, data), t.env);
+    initialRuns.set(t.name, [...(initialRuns.get(t.name) ?? []), first]);
+    nochangeRuns.set(t.name, [...(nochangeRuns.get(t.name) ?? []), nochange]);
+    if (round > 0) fs.rmSync(repo, { recursive: true, force: true });
+    console.log(`${t.name}: initial ${first.seconds.toFixed(2)} s, no-change ${nochange.seconds.toFixed(2)} s${rounds > 1 ? ` (round ${round + 1})` : ''}`);
+  }
+}
 for (const t of tools) {
-  const repo = path.join(work, `${t.name}-repo`);
-  t.init(repo);
-  execFileSync('sync');
-  const first = measure(t.backup(repo, data), t.env);
-  const size = du(t.storage ?? repo);
-  const nochange = measure(t.backup(repo, data), t.env);
-  results[t.name] = { initial: first.seconds, initialRss: first.maxRssMib, size, nochange: nochange.seconds };
-  console.log(`${t.name}: initial ${first.seconds.toFixed(2)} s, no-change ${nochange.seconds.toFixed(2)} s`);
+  const first = median(initialRuns.get(t.name)!);
+  Object.assign(results[t.name]!, { initial: first.seconds, initialRss: first.maxRssMib, nochange: median(nochangeRuns.get(t.name)!).seconds });
 }
 execFileSync('python3', [gen, '--mutate', '--out', data], { stdio: 'ignore' });
 const mutated = digest(data);
 for (const t of tools) {
-  const repo = path.join(work, `${t.name}-repo`);
+  const repo = repoOf(t);
   const before = du(t.storage ?? repo);
   execFileSync('sync');
   const inc = measure(t.backup(repo, data), t.env);
-  const row = results[t.name]!;
-  row['incremental'] = inc.seconds;
-  row['growth'] = du(t.storage ?? repo) - before;
-  const target = path.join(work, 'restore', t.name);
-  const res = measure(t.restore(repo, target), t.env);
-  row['restore'] = res.seconds;
-  row['restoreRss'] = res.maxRssMib;
-  const restoredDir = path.join(target, data);
-  const ok = digest(restoredDir) === mutated;
-  row['verified'] = ok ? 1 : 0;
-  console.log(`${t.name}: incremental ${inc.seconds.toFixed(2)} s (+${(row['growth']! / 2 ** 20).toFixed(1)} MiB), restore ${res.seconds.toFixed(2)} s, restored tree ${ok ? 'identical' : 'DIFFERENT'}`);
+  results[t.name]!['incremental'] = inc.seconds;
+  results[t.name]!['growth'] = du(t.storage ?? repo) - before;
+  console.log(`${t.name}: incremental ${inc.seconds.toFixed(2)} s (+${(results[t.name]!['growth']! / 2 ** 20).toFixed(1)} MiB)`);
+}
+const restoreRuns = new Map<string, Measure[]>();
+for (let round = 0; round < rounds; round++) {
+  for (const t of rotated(tools, round)) {
+    if (round > 0 && !t.repeat) continue;
+    const target = path.join(work, 'restore', `${t.name}-${round}`);
+    execFileSync('sync');
+    const res = measure(t.restore(repoOf(t), target), t.env);
+    restoreRuns.set(t.name, [...(restoreRuns.get(t.name) ?? []), res]);
+    const ok = digest(path.join(target, data)) === mutated;
+    if (!ok) results[t.name]!['verified'] = 0;
+    console.log(`${t.name}: restore ${res.seconds.toFixed(2)} s, restored tree ${ok ? 'identical' : 'DIFFERENT'}${rounds > 1 ? ` (round ${round + 1})` : ''}`);
+  }
+}
+for (const t of tools) {
+  const res = median(restoreRuns.get(t.name)!);
+  Object.assign(results[t.name]!, { restore: res.seconds, restoreRss: res.maxRssMib });
 }
 void original;
 // Restored trees are removed only now: ext4 skips inodes freed in the last 30 s when it allocates new ones, scanning
@@ -240,7 +294,9 @@ if (!args.includes('--no-lifecycle')) {
 
 const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
 const rate = (s: number): string => `${((sizeMib / s)).toFixed(0)} MiB/s`;
-console.log(`\nDataset: ${sizeMib} MiB from gen-dataset.py (seed 1), then --mutate. Times are wall seconds of one run.\n`);
+console.log(
+  `\nDataset: ${sizeMib} MiB from gen-dataset.py (seed 1), then --mutate. Times are wall seconds of one run${rounds > 1 ? `; initial, no-change and restore of ${tools.filter((t) => t.repeat).map((t) => t.name).join(', ')} are the median of ${rounds} rounds` : ''}.\n`,
+);
 const cols = ['initial backup', 'throughput', 'peak RSS', 'repo size', 'no-change', 'incremental', 'growth', 'restore', 'restore RSS'];
 console.log(['tool', ...cols].join(' | '));
 for (const [name, r] of Object.entries(results)) {
