@@ -77,10 +77,31 @@ export interface Backend {
   create(): Promise<void>;
   save(h: Handle, data: Body): Promise<void>;
   load(h: Handle, range?: ByteRange): Promise<Buffer>;
+  /**
+   * Optional: the bytes of `pieces` (ascending, not overlapping) in one read
+   * of the range from the first piece's start to the last one's end, each
+   * piece in a buffer of its own and the gaps between them dropped as they
+   * arrive, so that no buffer of the whole range is made (a restore reads
+   * many blobs of a pack at once). Errors as for `load` with that range.
+   */
+  loadPieces?(h: Handle, pieces: readonly ByteRange[]): Promise<Buffer[]>;
   stat(h: Handle): Promise<ObjectInfo>;
   list(type: ObjectType): AsyncIterable<ObjectInfo>;
   remove(h: Handle): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * The bytes of `pieces` of an object (ascending, not overlapping) in one
+ * read: through Backend.loadPieces, each in a buffer of its own, where the
+ * backend has it; otherwise as views into one buffer of the whole range.
+ */
+export async function loadPieces(backend: Backend, h: Handle, pieces: readonly ByteRange[]): Promise<Buffer[]> {
+  if (backend.loadPieces) return await backend.loadPieces(h, pieces);
+  if (pieces.length === 0) return [];
+  const start = pieces[0]!.offset;
+  const bytes = await backend.load(h, { offset: start, length: pieces.at(-1)!.offset + pieces.at(-1)!.length - start });
+  return pieces.map((p) => bytes.subarray(p.offset - start, p.offset - start + p.length));
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;

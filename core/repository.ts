@@ -8,7 +8,7 @@
  * A crash between any two steps leaves only unreferenced objects, which the
  * next backup adopts (see adoptUnindexedPacks) or prune removes.
  */
-import { type Backend, type Handle, type ObjectInfo, type ObjectType, describe } from './backend.ts';
+import { type Backend, type ByteRange, type Handle, type ObjectInfo, type ObjectType, describe, loadPieces } from './backend.ts';
 import { BlobIndex, type PackInfo, decodeIndex, encodeIndex } from './blob-index.ts';
 import { ObjectCache } from './cache.ts';
 import { type Argon2Params, type RepositoryKeys, blobId, initCrypto, keysFromMaster, openContentKey, randomKey, sealContentKey, sha256Hex } from './crypto.ts';
@@ -520,6 +520,11 @@ export class Repository {
   /** Raw bytes of a pack: one read for several blobs (restore). Every blob in it is still authenticated when opened. */
   async readPackRange(pack: string, offset: number, length: number): Promise<Buffer> {
     return await this.backend.load({ type: 'data', name: pack }, { offset, length });
+  }
+
+  /** Pieces of a pack (ascending, not overlapping) in one read (see loadPieces in core/backend.ts). */
+  async readPackPieces(pack: string, pieces: readonly ByteRange[]): Promise<Buffer[]> {
+    return await loadPieces(this.backend, { type: 'data', name: pack }, pieces);
   }
 
   /** True when reads go over a network: callers then read in fewer, larger requests. */

@@ -471,6 +471,8 @@ export type RestoreStepRequest =
       readonly key: Buffer;
       readonly checkId: boolean;
       readonly sealed?: Uint8Array;
+      /** The caller gives `sealed` away: moved to the worker without a copy when it fills an ArrayBuffer of its own. */
+      readonly sealedOwned?: boolean;
       readonly path?: string;
       readonly offset: number;
       readonly length: number;
@@ -482,10 +484,12 @@ function toWorkerStep(step: RestoreStepRequest, seq: number): RestoreStep {
     case 'create':
       return { ...step, seq, path: standalone(step.path) };
     case 'blob': {
-      const { sealed, ...rest } = step;
-      // Always a copy to move: the caller's bytes may be shared (two files with the same blob, read once), and a
-      // buffer moved to a worker is gone from this thread, or cannot be moved twice.
-      return { ...rest, seq, id: standalone(step.id), key: standalone(step.key), ...(sealed ? { sealed: copyOf(sealed) } : {}) };
+      const { sealed, sealedOwned, ...rest } = step;
+      // A copy to move unless the caller gave the bytes away: they may be shared (two files with the same blob,
+      // read once), and a buffer moved to a worker is gone from this thread, or cannot be moved twice.
+      const whole = sealed && sealed.byteOffset === 0 && sealed.byteLength === sealed.buffer.byteLength && sealed.buffer instanceof ArrayBuffer;
+      const moved = sealed ? (sealedOwned && whole ? (sealed.buffer as ArrayBuffer) : copyOf(sealed)) : undefined;
+      return { ...rest, seq, id: standalone(step.id), key: standalone(step.key), ...(moved ? { sealed: moved } : {}) };
     }
     case 'finish':
       return { ...step, seq };

@@ -85,6 +85,8 @@ interface PreloadedBlob {
   readonly key: Buffer;
   readonly checkId: boolean;
   readonly sealed: Buffer;
+  /** Nothing else uses `sealed`: it may be moved to a worker rather than copied. */
+  readonly owned?: boolean;
 }
 
 export async function restoreFiles(opts: FileRestoreOptions, rootTree: string): Promise<FileRestoreResult> {
@@ -252,12 +254,12 @@ class FileRestorer {
         try {
           if (preloaded && i === 0) {
             pack = preloaded.pack;
-            step = { kind: 'blob', file, type: 'data', id: Buffer.from(id, 'hex'), key: preloaded.key, checkId: preloaded.checkId, sealed: preloaded.sealed, offset: 0, length: preloaded.sealed.length };
+            step = { kind: 'blob', file, type: 'data', id: Buffer.from(id, 'hex'), key: preloaded.key, checkId: preloaded.checkId, sealed: preloaded.sealed, sealedOwned: preloaded.owned === true, offset: 0, length: preloaded.sealed.length };
           } else if (reads) {
             const r = await ahead.shift()!;
             fetchAhead(i + BLOB_PREFETCH);
             pack = r.pack;
-            step = { kind: 'blob', file, type: 'data', id: Buffer.from(id, 'hex'), key: r.key, checkId: r.checkId, sealed: r.sealed, offset: 0, length: r.sealed.length };
+            step = { kind: 'blob', file, type: 'data', id: Buffer.from(id, 'hex'), key: r.key, checkId: r.checkId, sealed: r.sealed, sealedOwned: r.owned === true, offset: 0, length: r.sealed.length };
           } else {
             const f = repo.blobFile('data', id);
             const loc = f ?? repo.locateBlob('data', id);
@@ -338,16 +340,20 @@ class FileRestorer {
       }
     }
     await mapLimit(ranges, RANGE_READS, async (r) => {
-      let bytes: Buffer | null = null;
+      // Files with the same content share one blob: it is read once.
+      const pieces = [...new Map(r.members.map((m) => [m.offset, { offset: m.offset, length: m.length }])).values()];
+      let bytes: Map<number, Buffer> | null = null;
       try {
-        bytes = await repo.readPackRange(r.pack, r.start, r.end - r.start);
+        const read = await repo.readPackPieces(r.pack, pieces);
+        bytes = new Map(pieces.map((p, i) => [p.offset, read[i]!]));
       } catch (e) {
         if (!isStowageError(e)) throw e;
       }
-      await mapLimit(r.members, REMOTE_FILE_CONCURRENCY, (m) => {
-        const at = m.offset - r.start;
-        return this.restoreFile(m.job, bytes ? { pack: r.pack, key: m.key, checkId: m.checkId, sealed: bytes.subarray(at, at + m.length) } : undefined);
-      });
+      const uses = new Map<number, number>();
+      for (const m of r.members) uses.set(m.offset, (uses.get(m.offset) ?? 0) + 1);
+      await mapLimit(r.members, REMOTE_FILE_CONCURRENCY, (m) =>
+        this.restoreFile(m.job, bytes ? { pack: r.pack, key: m.key, checkId: m.checkId, sealed: bytes.get(m.offset)!, owned: uses.get(m.offset) === 1 } : undefined),
+      );
     });
     await mapLimit(alone, REMOTE_FILE_CONCURRENCY, (f) => this.restoreFile(f));
   }
@@ -393,7 +399,11 @@ interface Span {
   readonly end: number;
   /** Blobs of the file still to take from this span; the bytes are dropped at zero. */
   remaining: number;
-  bytes: Promise<Buffer> | null;
+  /** How many times the file takes each blob of the span, by offset: a blob taken once is given away. */
+  uses: Map<number, number>;
+  /** The distinct blobs of the span, by offset, once read. */
+  blobs: readonly { offset: number; length: number }[];
+  bytes: Promise<Map<number, Buffer>> | null;
 }
 
 /**
@@ -423,18 +433,25 @@ class PackReads {
     }
     for (const [pack, s] of byPack) {
       if (s.blobs.size < 2 || s.end - s.start > MAX_SPAN) continue;
-      this.spans.set(pack, { pack, start: s.start, end: s.end, remaining: s.uses, bytes: null });
+      const blobs = [...s.blobs].map((id) => repo.index.get(id)!).sort((a, b) => a.offset - b.offset);
+      const uses = new Map<number, number>();
+      for (const id of ids) {
+        const loc = repo.index.get(id);
+        if (loc?.pack === pack) uses.set(loc.offset, (uses.get(loc.offset) ?? 0) + 1);
+      }
+      this.spans.set(pack, { pack, start: s.start, end: s.end, remaining: s.uses, uses, blobs, bytes: null });
     }
   }
 
   async sealed(id: string): Promise<PreloadedBlob> {
     const loc = this.repo.locateBlob('data', id);
     const span = this.spans.get(loc.pack);
-    if (!span) return await this.repo.loadSealedBlob('data', id);
-    span.bytes ??= this.repo.readPackRange(span.pack, span.start, span.end - span.start);
+    // A blob read on its own is in a buffer of its own.
+    if (!span) return { ...(await this.repo.loadSealedBlob('data', id)), owned: true };
+    span.bytes ??= this.repo.readPackPieces(span.pack, span.blobs).then((pieces) => new Map(span.blobs.map((b, i) => [b.offset, pieces[i]!])));
     try {
       const bytes = await span.bytes;
-      return { pack: loc.pack, key: loc.key, checkId: loc.checkId, sealed: bytes.subarray(loc.offset - span.start, loc.offset - span.start + loc.length) };
+      return { pack: loc.pack, key: loc.key, checkId: loc.checkId, sealed: bytes.get(loc.offset)!, owned: span.uses.get(loc.offset) === 1 };
     } finally {
       if (--span.remaining === 0) span.bytes = null;
     }

@@ -295,6 +295,34 @@ export class HttpsBackend implements Backend {
     return buf;
   }
 
+  async loadPieces(h: Handle, pieces: readonly ByteRange[]): Promise<Buffer[]> {
+    if (pieces.length === 0) return [];
+    const start = pieces[0]!.offset;
+    const end = pieces.at(-1)!.offset + pieces.at(-1)!.length;
+    if (end === start) return pieces.map(() => Buffer.alloc(0));
+    const res = await this.call({ method: 'GET', path: this.url(h), headers: { range: `bytes=${start}-${end - 1}` } }, [206], h);
+    const out = pieces.map((p) => Buffer.allocUnsafeSlow(p.length));
+    let pos = start;
+    let first = 0;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      const chunkEnd = pos + chunk.length;
+      if (chunkEnd > end) {
+        res.body.destroy();
+        throw new IntegrityError(describe(h), `the server sent more than the ${end - start} bytes asked for at offset ${start}`);
+      }
+      for (let i = first; i < pieces.length && pieces[i]!.offset < chunkEnd; i++) {
+        const p = pieces[i]!;
+        const from = Math.max(p.offset, pos);
+        const to = Math.min(p.offset + p.length, chunkEnd);
+        if (to > from) chunk.copy(out[i]!, from - p.offset, from - pos, to - pos);
+        if (i === first && p.offset + p.length <= chunkEnd) first++;
+      }
+      pos = chunkEnd;
+    }
+    if (pos !== end) throw new IntegrityError(describe(h), `short read: wanted ${end - start} bytes at offset ${start}, object ends after ${pos - start}`);
+    return out;
+  }
+
   async stat(h: Handle): Promise<ObjectInfo> {
     const res = await this.call({ method: 'HEAD', path: this.url(h) }, [200], h);
     await res.body.dump();

@@ -5,7 +5,7 @@
  */
 import type { ExecutionContext, TestFn } from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import type { Backend, ObjectType } from '../../core/backend.ts';
+import { type Backend, type ObjectType, loadPieces } from '../../core/backend.ts';
 import { IntegrityError, ObjectExistsError, ObjectNotFoundError, RepositoryExistsError } from '../../core/errors.ts';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -50,6 +50,29 @@ export function backendSuite(test: TestFn, label: string, make: (t: ExecutionCon
     const h = { type: 'index' as const, name: sha(data) };
     await be.save(h, data);
     await t.throwsAsync(be.load(h, { offset: 50, length: 100 }), { instanceOf: IntegrityError });
+  });
+
+  test(`${label}: pieces of a range load each in a buffer of its own, byte for byte, and a short range is an error`, async (t) => {
+    const be = await make(t);
+    // Large enough to arrive in many network chunks, so that pieces straddle chunk boundaries.
+    const data = randomBytes(3 << 20);
+    const h = { type: 'data' as const, name: sha(data) };
+    await be.save(h, data);
+    const pieces = [
+      { offset: 7, length: 1 },
+      { offset: 100, length: 70_000 },
+      { offset: 70_100, length: 1_000_000 },
+      { offset: 2_000_000, length: 0 },
+      { offset: 2_000_001, length: (3 << 20) - 2_000_001 },
+    ];
+    const got = await loadPieces(be, h, pieces);
+    t.is(got.length, pieces.length);
+    got.forEach((b, i) => {
+      t.deepEqual(b, data.subarray(pieces[i]!.offset, pieces[i]!.offset + pieces[i]!.length), `piece ${i}`);
+      // A backend that reads pieces itself gives each a buffer of its own, which a restore moves to a worker uncopied.
+      if (be.loadPieces) t.is(b.byteLength, b.buffer.byteLength, `piece ${i} fills a buffer of its own`);
+    });
+    await t.throwsAsync(loadPieces(be, h, [{ offset: 10, length: 5 }, { offset: (3 << 20) - 5, length: 10 }]), { instanceOf: IntegrityError });
   });
 
   test(`${label}: list yields every object of a type once, and only that type`, async (t) => {
