@@ -74,7 +74,7 @@ interface PoolWorker {
   hash: { seq: number; offset: number; length: number }[];
   keep: number[];
   drop: number[];
-  open: { seq: number; type: BlobType; id: Uint8Array; key: Uint8Array; sealed: ArrayBuffer }[];
+  open: { seq: number; type: BlobType; id: Uint8Array; key: Uint8Array; checkId: boolean; sealed: ArrayBuffer }[];
   restore: RestoreStep[];
   batchBytes: number;
   scheduled: boolean;
@@ -354,10 +354,11 @@ export class SealPool {
   }
 
   /**
-   * Opens a sealed blob and checks its ID on a worker. Resolves to the
-   * plaintext, or to the reason it failed ('decrypt' or 'id').
+   * Opens a sealed blob and, unless `checkId` is false
+   * (Repository.blobNeedsIdCheck), checks its ID on a worker. Resolves to
+   * the plaintext, or to the reason it failed ('decrypt' or 'id').
    */
-  async open(type: BlobType, id: Buffer, key: Buffer, sealed: Uint8Array): Promise<Buffer | 'decrypt' | 'id'> {
+  async open(type: BlobType, id: Buffer, key: Buffer, sealed: Uint8Array, checkId = true): Promise<Buffer | 'decrypt' | 'id'> {
     const n = sealed.length;
     await this.budget.acquire(n);
     const w = this.pick();
@@ -367,7 +368,7 @@ export class SealPool {
       const opened = this.wait<Buffer | 'decrypt' | 'id'>(seq);
       // id and key are often views into a larger buffer (Node's 8 KiB pool):
       // structured clone would copy that whole buffer, so send small copies.
-      w.open.push({ seq, type, id: standalone(id), key: standalone(key), sealed: ownBuffer(sealed) });
+      w.open.push({ seq, type, id: standalone(id), key: standalone(key), checkId, sealed: ownBuffer(sealed) });
       this.schedule(w, n);
       return await opened;
     } finally {

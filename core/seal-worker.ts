@@ -70,7 +70,7 @@ export type SealRequest =
   | { readonly op: 'verify'; readonly pack: VerifyRequest }
   | {
       readonly op: 'open';
-      readonly items: readonly { readonly seq: number; readonly type: BlobType; readonly id: Uint8Array; readonly key: Uint8Array; readonly sealed: ArrayBuffer }[];
+      readonly items: readonly { readonly seq: number; readonly type: BlobType; readonly id: Uint8Array; readonly key: Uint8Array; readonly checkId: boolean; readonly sealed: ArrayBuffer }[];
     };
 
 /**
@@ -457,7 +457,7 @@ if (parentPort) {
       case 'open': {
         const transfer: ArrayBuffer[] = [];
         const items = msg.items.map((it): OpenResult => {
-          const plain = openVerifiedBlob(init.idKey, it.key, it.type, Buffer.from(it.id), new Uint8Array(it.sealed));
+          const plain = openVerifiedBlob(init.idKey, it.key, it.type, Buffer.from(it.id), new Uint8Array(it.sealed), it.checkId);
           if (plain === 'decrypt' || plain === 'id') return { seq: it.seq, failure: plain };
           const out = ownBuffer(plain);
           transfer.push(out);

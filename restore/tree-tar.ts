@@ -88,8 +88,8 @@ async function addFile(repo: Repository, pool: SealPool, p: Pack, n: TreeNode, c
     const pump = async (): Promise<void> => {
       let written = 0;
       for (const id of n.content ?? []) {
-        const { pack, key, sealed } = await repo.loadSealedBlob('data', id);
-        const r = await pool.open('data', Buffer.from(id, 'hex'), key, sealed);
+        const { pack, key, checkId, sealed } = await repo.loadSealedBlob('data', id);
+        const r = await pool.open('data', Buffer.from(id, 'hex'), key, sealed, checkId);
         if (r === 'decrypt' || r === 'id') throw blobIntegrityError('data', id, pack, r);
         written += r.length;
         if (!sink.write(r)) await new Promise<void>((ok) => sink.once('drain', ok));
