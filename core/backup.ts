@@ -48,6 +48,9 @@ export async function backupPaths(repo: Repository, opts: BackupOptions): Promis
     const host = opts.host ?? hostname();
     const parent =
       opts.parent === 'none' ? undefined : opts.parent ? findSnapshot(records, opts.parent) : findParent(records, host, paths);
+    // Without a parent every file is read and stored: the workers will be needed. (With one, a backup may store
+    // nothing at all, and starting them would only take CPU from the walk.)
+    if (!parent) pool.warmUp();
     const archiver = new Archiver({
       repo,
       pool,

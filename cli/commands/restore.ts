@@ -23,6 +23,7 @@ export async function run(ctx: Context, snapshotRef: string, opts: RestoreOption
   const repo = await openRepository(ctx);
   const lock = await RepositoryLock.acquire(repo, { exclusive: false, operation: 'restore' });
   const pool = new SealPool(repo.poolKeys(), null);
+  pool.warmUp();
   const progress = ctx.out.progress('restore');
   try {
     const [records] = await Promise.all([listSnapshots(repo), repo.loadIndex()]);
