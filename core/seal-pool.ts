@@ -159,9 +159,12 @@ export class SealPool {
       worker.on('message', (m: SealReply) => {
         if (!this.closed) this.onMessage(m, pw);
       });
-      worker.on('error', (e) => this.fail(e));
+      worker.on('error', (e) => {
+        if (!this.closed) this.fail(e);
+      });
+      // close() terminates the workers, which makes them exit with code 1: only an exit before that is a failure.
       worker.on('exit', (code) => {
-        if (code !== 0) this.fail(new Error(`seal worker exited with code ${code}`));
+        if (code !== 0 && !this.closed) this.fail(new Error(`seal worker exited with code ${code}`));
       });
       this.workers.push(pw);
     }

@@ -16,7 +16,7 @@
  */
 import * as fss from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { IntegrityError, UnsafePathError, errnoCode, isStowageError } from '../core/errors.ts';
+import { BackendError, IntegrityError, UnsafePathError, errnoCode, isStowageError } from '../core/errors.ts';
 import { type Counters, type ProgressReporter, newCounters, silentProgress } from '../core/progress.ts';
 import type { Repository } from '../core/repository.ts';
 import { blobIntegrityError, mapLimit } from '../core/repository.ts';
@@ -295,7 +295,7 @@ class FileRestorer {
     }
     const failure = stop as { at: number; error: Error } | null;
     if (failure) {
-      if (!isStowageError(failure.error)) throw failure.error;
+      if (!isStowageError(failure.error) || endsTheRun(failure.error)) throw failure.error;
       this.problem(job.display, `${failure.error.message}; the file holds only the ${failure.at} bytes verified before it`, true, failure.error.code);
       return;
     }
@@ -347,7 +347,7 @@ class FileRestorer {
         const read = await repo.readPackPieces(r.pack, pieces);
         bytes = new Map(pieces.map((p, i) => [p.offset, read[i]!]));
       } catch (e) {
-        if (!isStowageError(e)) throw e;
+        if (!isStowageError(e) || endsTheRun(e)) throw e;
       }
       const uses = new Map<number, number>();
       for (const m of r.members) uses.set(m.offset, (uses.get(m.offset) ?? 0) + 1);
@@ -456,6 +456,16 @@ class PackReads {
       if (--span.remaining === 0) span.bytes = null;
     }
   }
+}
+
+/**
+ * A store that stays unreachable past the retry time fails every file after
+ * it too: the restore stops there (the file in progress holds what was
+ * verified) instead of spending the retry time again on each file left.
+ * A blob that fails its checks is that file's problem, and the rest go on.
+ */
+function endsTheRun(e: Error): boolean {
+  return e instanceof BackendError;
 }
 
 /** The error a blob's failed outcome stands for: integrity is the blob's; reading or writing a file keeps its errno code. */

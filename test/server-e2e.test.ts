@@ -201,3 +201,41 @@ test('a snapshot dated a year ahead cannot make forget --keep-within 90d delete 
   const after = JSON.parse((await stowage(['-r', url, '--json', 'snapshots'], clientEnv)).stdout) as { id: string }[];
   for (const r of real) t.true(after.some((a) => a.id === r.id), `real snapshot ${r.id.slice(0, 8)} kept`);
 });
+
+test('a server killed mid-restore: the restore ends with the server error and a clear message, and every file it finished is whole', async (t) => {
+  const work = await tempDir(t);
+  const dataDir = path.join(work, 'server');
+  const port = await freePort();
+  const env = testEnv({ STOWAGE_CONFIG_DIR: path.join(work, 'config'), STOWAGE_CACHE_DIR: path.join(work, 'cache'), STOWAGE_RETRY_SECONDS: '1' });
+  const server = await spawnServer(dataDir, port, env);
+  t.teardown(() => server.stop());
+  const src = path.join(work, 'src');
+  generate(src, 320);
+  const repoUrl = `${server.url}/web1`;
+  const clientEnv = { ...env, STOWAGE_TOKEN: await tokenFor(dataDir, 'web1', 'append', env), STOWAGE_SERVER_FINGERPRINT: server.fingerprint };
+  t.is((await stowage(['-r', repoUrl, 'init'], clientEnv)).code, 0);
+  t.is((await stowage(['-r', repoUrl, 'backup', src], clientEnv)).code, 0);
+
+  const out = path.join(work, 'out');
+  const restore = stowage(['-r', repoUrl, '--json', 'restore', 'latest', '--target', out], clientEnv);
+  const dataGets = (): number => server.log().split('\n').filter((l) => l.includes('"GET"') && l.includes('"data"')).length;
+  while (dataGets() < 3) await new Promise((r) => setTimeout(r, 10));
+  await server.stop('SIGKILL');
+  const r = await restore;
+  t.true(r.code === 14 || r.code === 3, `exit ${r.code}: ${r.stderr}`);
+  t.regex(r.stderr, /server|reach|connection/i);
+  t.notRegex(r.stderr, /\n\s+at /, 'no stack trace');
+  // Files the restore reports as restored are whole; the others are listed as problems.
+  const failed = new Set<string>();
+  for (const line of r.stdout.trim().split('\n').filter(Boolean)) {
+    const m = JSON.parse(line) as { type?: string; problems?: { path: string }[] };
+    for (const p of m.problems ?? []) failed.add(p.path);
+  }
+  const restoredRoot = path.join(out, src);
+  for (const f of fs.existsSync(restoredRoot) ? fs.readdirSync(restoredRoot, { recursive: true }).map(String) : []) {
+    const abs = path.join(restoredRoot, f);
+    if (!fs.lstatSync(abs).isFile() || [...failed].some((p) => p.endsWith(f))) continue;
+    const original = path.join(src, f);
+    if (fs.lstatSync(abs).size === fs.lstatSync(original).size) t.deepEqual(fs.readFileSync(abs), fs.readFileSync(original), f);
+  }
+});

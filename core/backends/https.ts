@@ -284,11 +284,34 @@ export class HttpsBackend implements Backend {
     await res.body.dump();
   }
 
+  /**
+   * Runs a request and reads its response, again (within the retry time)
+   * when the connection breaks while the body arrives: `call` retries only
+   * until the response's head. Past the retry time that is a BackendError
+   * naming the object, as for a server that cannot be reached at all.
+   */
+  private async reading<T>(h: Handle | null, read: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.tuning.retryMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await read();
+      } catch (e) {
+        if (isStowageError(e)) throw e;
+        if (Date.now() >= deadline) {
+          throw new BackendError(`the connection to the server at ${this.ep.hostPort} broke while reading ${h ? describe(h) : this.location}: ${(e as Error).message}`, { cause: e });
+        }
+        await backoff(attempt, deadline);
+      }
+    }
+  }
+
   async load(h: Handle, range?: ByteRange): Promise<Buffer> {
     if (range && range.length === 0) return Buffer.alloc(0);
     const headers: Record<string, string> = range ? { range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {};
-    const res = await this.call({ method: 'GET', path: this.url(h), headers }, range ? [206] : [200], h);
-    const buf = Buffer.from(await res.body.arrayBuffer());
+    const buf = await this.reading(h, async () => {
+      const res = await this.call({ method: 'GET', path: this.url(h), headers }, range ? [206] : [200], h);
+      return Buffer.from(await res.body.arrayBuffer());
+    });
     if (range && buf.length !== range.length) {
       throw new IntegrityError(describe(h), `short read: wanted ${range.length} bytes at offset ${range.offset}, object ends after ${buf.length}`);
     }
@@ -300,6 +323,10 @@ export class HttpsBackend implements Backend {
     const start = pieces[0]!.offset;
     const end = pieces.at(-1)!.offset + pieces.at(-1)!.length;
     if (end === start) return pieces.map(() => Buffer.alloc(0));
+    return await this.reading(h, () => this.readPieces(h, pieces, start, end));
+  }
+
+  private async readPieces(h: Handle, pieces: readonly ByteRange[], start: number, end: number): Promise<Buffer[]> {
     const res = await this.call({ method: 'GET', path: this.url(h), headers: { range: `bytes=${start}-${end - 1}` } }, [206], h);
     const out = pieces.map((p) => Buffer.allocUnsafeSlow(p.length));
     let pos = start;
@@ -333,8 +360,10 @@ export class HttpsBackend implements Backend {
     let after: string | null = null;
     do {
       const query: string = after ? `?after=${encodeURIComponent(after)}` : '';
-      const res = await this.call({ method: 'GET', path: this.url(type) + query }, [200], null);
-      const page = (await res.body.json()) as { objects: { name: string; size: number; receivedAt: string }[]; next: string | null };
+      const page = await this.reading(null, async () => {
+        const res = await this.call({ method: 'GET', path: this.url(type) + query }, [200], null);
+        return (await res.body.json()) as { objects: { name: string; size: number; receivedAt: string }[]; next: string | null };
+      });
       for (const o of page.objects) {
         // A server that lists names of the wrong shape is broken or hostile: skip them.
         if (!isValidName(type, o.name) || !Number.isSafeInteger(o.size)) continue;
