@@ -1,7 +1,7 @@
 import test from 'ava';
 import { randomBytes, randomFillSync } from 'node:crypto';
 import sodium from 'libsodium-wrappers-sumo';
-import { BlobHasher, blobId, initCrypto, keysFromMaster, keysFromWriteSecret, open, openContentKey, seal, sealContentKey, sealParts, sealPartsInto } from '../core/crypto.ts';
+import { BlobHasher, blobId, initCrypto, keysFromMaster, keysFromWriteSecret, open, openContentKey, seal, sealContentKey, sealOffset, sealParts, sealPartsInto } from '../core/crypto.ts';
 import { blobAd, openBlob, openObject, sealBlob, sealObject } from '../core/envelope.ts';
 
 test.before(async () => {
@@ -109,6 +109,19 @@ test('a blob ID of a view into shared memory equals the ID of the same bytes in 
     const view = shared.subarray(offset, offset + size);
     for (let round = 0; round < 2; round++) {
       t.deepEqual(hasher.hash(view), blobId(key, Buffer.from(view)), `size ${size} at ${offset}`);
+    }
+  }
+});
+
+test('a blob is sealed at most 7 bytes on, where its largest part lands in step with its source modulo 8', (t) => {
+  const source = Buffer.from(new SharedArrayBuffer(4096));
+  for (let end = 0; end < 16; end++) {
+    for (let at = 0; at < 16; at++) {
+      const parts = [Buffer.from([1]), source.subarray(at, at + 1000)];
+      const offset = sealOffset(end, parts);
+      t.true(offset >= end && offset <= end + 7, `end ${end}, source at ${at}: ${offset}`);
+      // The body follows the nonce and the one codec byte.
+      t.is((offset + 24 + 1) % 8, at % 8, `end ${end}, source at ${at}`);
     }
   }
 });
