@@ -227,34 +227,15 @@ export function open(key: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Buffe
   return out;
 }
 
-/** Keyed BLAKE2b-256: the server cannot test whether a known file is stored. */
+/**
+ * Keyed BLAKE2b-256: the server cannot test whether a known file is stored.
+ * `data` may be a view into shared memory (a seal worker hashes chunks where
+ * they lie in the arena): the compiled libsodium reads it in place.
+ */
 export function blobId(idKey: Uint8Array, data: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(ID_SIZE);
   lib().generichash(out, data, idKey);
   return out;
-}
-
-/**
- * blobId of views into shared memory, as a seal worker hashes chunks in the
- * arena. The compiled build reads them in place. The WebAssembly build
- * would copy a shared view into its memory through V8's shared-memory copy
- * (byte by byte when misaligned), so the bytes are first moved into a
- * private buffer, which Buffer.copy does as a plain memmove.
- */
-export class BlobHasher {
-  private readonly idKey: Buffer;
-  private scratch = Buffer.alloc(0);
-
-  constructor(idKey: Uint8Array) {
-    this.idKey = Buffer.from(idKey);
-  }
-
-  hash(view: Uint8Array): Buffer {
-    if (lib().build === 'native') return blobId(this.idKey, view);
-    if (this.scratch.length < view.length) this.scratch = Buffer.allocUnsafe(view.length);
-    Buffer.from(view.buffer, view.byteOffset, view.length).copy(this.scratch);
-    return blobId(this.idKey, this.scratch.subarray(0, view.length));
-  }
 }
 
 export function sha256(data: Uint8Array): Buffer {

@@ -15,7 +15,7 @@ import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ownBuffer } from './buffer-pool.ts';
 import type { CompressionSettings } from './compression.ts';
-import { BlobHasher, initCrypto } from './crypto.ts';
+import { blobId, initCrypto } from './crypto.ts';
 import { type BlobType, openVerifiedBlob, sealBlobInto, sealedBlobMax } from './envelope.ts';
 import { createFresh } from './fresh-file.ts';
 import { type KeySlot, layOut, packTail, packTailMaxSize } from './pack.ts';
@@ -200,7 +200,7 @@ class PackBuffers {
 
 /**
  * The pack a worker is filling: sealed blobs in a shared pack buffer, each
- * starting at a multiple of 8 (see sealPartsInto), in arrival order. The
+ * up to 7 bytes after the one before (see sealOffset), in arrival order. The
  * pack's order is decided when it is finished; the padding is never part of
  * it, as the pack is uploaded as pieces.
  */
@@ -332,8 +332,7 @@ if (parentPort) {
   const slot: KeySlot = init.slot.kind === 'sealed' ? { kind: 'sealed', sealedKey: Buffer.from(init.slot.sealedKey) } : { kind: 'none' };
   const held = new Map<number, { offset: number; length: number; id: Buffer }>();
   const arena = init.arena ? Buffer.from(init.arena) : null;
-  const hasher = new BlobHasher(init.idKey);
-  const hashChunk = (offset: number, length: number): Buffer => hasher.hash(arena!.subarray(offset, offset + length));
+  const hashChunk = (offset: number, length: number): Buffer => blobId(init.idKey, arena!.subarray(offset, offset + length));
   const buffers = new PackBuffers(packCapacity(init.packSize));
   let open: OpenPack | null = null;
   /** Restore: the files being written, by the number the main thread gave each. */

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { randomBytes, randomFillSync } from 'node:crypto';
 import sodium from 'libsodium-wrappers-sumo';
-import { BlobHasher, blobId, initCrypto, keysFromMaster, keysFromWriteSecret, open, openContentKey, seal, sealContentKey, sealOffset, sealParts, sealPartsInto } from '../core/crypto.ts';
+import { blobId, initCrypto, keysFromMaster, keysFromWriteSecret, open, openContentKey, seal, sealContentKey, sealOffset, sealParts, sealPartsInto } from '../core/crypto.ts';
 import { blobAd, openBlob, openObject, sealBlob, sealObject } from '../core/envelope.ts';
 
 test.before(async () => {
@@ -100,16 +100,13 @@ test('sealing into a buffer, shared memory included, gives the bytes sealParts g
   t.throws(() => sealPartsInto(randomBytes(32), [randomBytes(100)], Buffer.alloc(0), new Uint8Array(100), 0), { instanceOf: RangeError });
 });
 
-test('a blob ID of a view into shared memory equals the ID of the same bytes in a private buffer, call after call', (t) => {
+test('a blob ID of a view into shared memory equals the ID of the same bytes in a private buffer', (t) => {
   const key = randomBytes(32);
   const shared = Buffer.from(new SharedArrayBuffer(200_000));
   randomFillSync(shared);
-  const hasher = new BlobHasher(key);
   for (const [offset, size] of [[0, 0], [3, 1], [1, 4095], [8, 4096], [5, 100_000], [0, 200_000]] as const) {
     const view = shared.subarray(offset, offset + size);
-    for (let round = 0; round < 2; round++) {
-      t.deepEqual(hasher.hash(view), blobId(key, Buffer.from(view)), `size ${size} at ${offset}`);
-    }
+    t.deepEqual(blobId(key, view), blobId(key, Buffer.from(view)), `size ${size} at ${offset}`);
   }
 });
 
