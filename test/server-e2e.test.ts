@@ -102,18 +102,29 @@ test('files with the same contents restore over the network, each from its own c
   await backupAndRestore(t, work, repoUrl, clientEnv, src);
 });
 
-test('a server killed mid-backup: the next backup completes without uploading anything twice, and restores byte-identical', async (t) => {
+/**
+ * A server with a repository and 320 MiB of data to back up into it, for
+ * the tests that kill the server: enough that packs are still moving when
+ * the kill lands, even on a busy machine. Retries give up after a second.
+ */
+async function killableSetup(t: ExecutionContext) {
   const work = await tempDir(t);
   const dataDir = path.join(work, 'server');
   const port = await freePort();
   const env = testEnv({ STOWAGE_CONFIG_DIR: path.join(work, 'config'), STOWAGE_CACHE_DIR: path.join(work, 'cache'), STOWAGE_RETRY_SECONDS: '1' });
-  let server = await spawnServer(dataDir, port, env);
+  const server = await spawnServer(dataDir, port, env);
   const src = path.join(work, 'src');
-  // Enough that packs are still uploading when the server is killed after the third, even on a busy machine.
   generate(src, 320);
   const repoUrl = `${server.url}/web1`;
   const clientEnv = { ...env, STOWAGE_TOKEN: await tokenFor(dataDir, 'web1', 'append', env), STOWAGE_SERVER_FINGERPRINT: server.fingerprint };
   t.is((await stowage(['-r', repoUrl, 'init'], clientEnv)).code, 0);
+  return { work, dataDir, port, env, server, src, repoUrl, clientEnv };
+}
+
+test('a server killed mid-backup: the next backup completes without uploading anything twice, and restores byte-identical', async (t) => {
+  const setup = await killableSetup(t);
+  const { work, dataDir, port, env, src, repoUrl, clientEnv } = setup;
+  let server = setup.server;
 
   const first = stowage(['-r', repoUrl, 'backup', src], clientEnv);
   while (dataPuts(server.log()).filter((p) => p.status === 201).length < 3) await new Promise((r) => setTimeout(r, 10));
@@ -203,17 +214,8 @@ test('a snapshot dated a year ahead cannot make forget --keep-within 90d delete 
 });
 
 test('a server killed mid-restore: the restore ends with the server error and a clear message, and every file it finished is whole', async (t) => {
-  const work = await tempDir(t);
-  const dataDir = path.join(work, 'server');
-  const port = await freePort();
-  const env = testEnv({ STOWAGE_CONFIG_DIR: path.join(work, 'config'), STOWAGE_CACHE_DIR: path.join(work, 'cache'), STOWAGE_RETRY_SECONDS: '1' });
-  const server = await spawnServer(dataDir, port, env);
+  const { work, server, src, repoUrl, clientEnv } = await killableSetup(t);
   t.teardown(() => server.stop());
-  const src = path.join(work, 'src');
-  generate(src, 320);
-  const repoUrl = `${server.url}/web1`;
-  const clientEnv = { ...env, STOWAGE_TOKEN: await tokenFor(dataDir, 'web1', 'append', env), STOWAGE_SERVER_FINGERPRINT: server.fingerprint };
-  t.is((await stowage(['-r', repoUrl, 'init'], clientEnv)).code, 0);
   t.is((await stowage(['-r', repoUrl, 'backup', src], clientEnv)).code, 0);
 
   const out = path.join(work, 'out');
