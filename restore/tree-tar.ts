@@ -81,16 +81,38 @@ function entry(p: Pack, header: Parameters<Pack['entry']>[0]): Promise<void> {
   });
 }
 
+/** Blobs of one file read and opened ahead of the one being streamed. */
+const OPEN_AHEAD = 4;
+
 async function addFile(repo: Repository, pool: SealPool, p: Pack, n: TreeNode, common: Record<string, unknown>, stats: TreeTarStats): Promise<void> {
   const size = n.size ?? 0;
   const done = new Promise<void>((resolve, reject) => {
     const sink = p.entry({ ...common, type: 'file', size } as Parameters<Pack['entry']>[0], (err) => (err ? reject(err) : resolve()));
+    // A failure is reported through `done`: the entry's own error event (destroy(e) below) must not go unheard,
+    // or it ends the process as an uncaught exception.
+    sink.on('error', () => {});
     const pump = async (): Promise<void> => {
       let written = 0;
-      for (const id of n.content ?? []) {
-        const { pack, key, checkId, sealed } = await repo.loadSealedBlob('data', id);
-        const r = await pool.open('data', Buffer.from(id, 'hex'), key, sealed, checkId);
-        if (r === 'decrypt' || r === 'id') throw blobIntegrityError('data', id, pack, r);
+      const ids = n.content ?? [];
+      // The next blobs are read and opened (on the workers) while this one goes into the stream, in order.
+      const opening: Promise<Buffer>[] = [];
+      const openAt = (i: number): void => {
+        if (i >= ids.length) return;
+        const id = ids[i]!;
+        const opened = (async () => {
+          const { pack, key, checkId, sealed } = await repo.loadSealedBlob('data', id);
+          const r = await pool.open('data', Buffer.from(id, 'hex'), key, sealed, checkId);
+          if (r === 'decrypt' || r === 'id') throw blobIntegrityError('data', id, pack, r);
+          return r;
+        })();
+        // Awaited in order below; one that fails after an earlier failure is not reported again.
+        opened.catch(() => {});
+        opening.push(opened);
+      };
+      for (let i = 0; i < OPEN_AHEAD; i++) openAt(i);
+      for (let i = 0; i < ids.length; i++) {
+        const r = await opening.shift()!;
+        openAt(i + OPEN_AHEAD);
         written += r.length;
         if (!sink.write(r)) await new Promise<void>((ok) => sink.once('drain', ok));
       }

@@ -4,7 +4,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkRepository } from '../core/check.ts';
 import { sealBlobParts } from '../core/envelope.ts';
+import { SealPool } from '../core/seal-pool.ts';
 import { findSnapshot, listSnapshots } from '../core/snapshot.ts';
+import { tarFromTree } from '../restore/tree-tar.ts';
+import { extract } from 'tar-stream';
 import { findNode } from '../core/tree.ts';
 import { stowage, testEnv } from './helpers/cli.ts';
 import { backup, newRepo, openRepo, restore } from './helpers/repo.ts';
@@ -142,5 +145,42 @@ test('check --read-data reports a blob whose content does not hash to its ID, in
     const problem = result.problems.find((p) => p.object.includes(victim));
     t.truthy(problem, `writeOnlyHosts ${writeOnlyHosts}: ${JSON.stringify(result.problems)}`);
     t.true(problem!.message.includes(forgedPack) && problem!.message.includes('does not hash to its ID'));
+  }
+});
+
+test('a flipped byte fails the tar stream of a restore into a container naming the blob, and nothing of it or after it is streamed', async (t) => {
+  const { content, dir, blobs, packFile } = await setup(t);
+  t.true(blobs.length >= 4, 'the file spans several blobs');
+  // A later blob: the ones after it are already being opened ahead when it fails.
+  const victim = blobs[2]!;
+  const p = packFile(victim.pack);
+  const bytes = fs.readFileSync(p);
+  bytes[victim.offset + 100]! ^= 0x01;
+  fs.writeFileSync(p, bytes);
+  const repo = await openRepo(dir);
+  await repo.loadIndex();
+  const pool = new SealPool(repo.poolKeys(), null);
+  try {
+    const before = (await repo.loadBlob('data', blobs[0]!.id)).length + (await repo.loadBlob('data', blobs[1]!.id)).length;
+    const tar = tarFromTree(repo, pool, findSnapshot(await listSnapshots(repo), 'latest').snapshot.tree);
+    const received: Buffer[] = [];
+    const ex = extract();
+    ex.on('entry', (header, stream, next) => {
+      if (header.type === 'file') stream.on("data", (d: unknown) => void received.push(d as Buffer));
+      stream.on('end', next);
+      stream.on('error', () => {});
+      stream.resume();
+    });
+    ex.on('error', () => {});
+    tar.stream.on('error', () => {});
+    tar.stream.pipe(ex);
+    const err = await t.throwsAsync(tar.done);
+    t.true(err!.message.includes(victim.id), err!.message);
+    const got = Buffer.concat(received);
+    t.true(got.length <= before, `${got.length} bytes streamed, the blobs before the damaged one hold ${before}`);
+    t.deepEqual(got, content.subarray(0, got.length));
+  } finally {
+    await pool.close();
+    await repo.close();
   }
 });
