@@ -38,11 +38,6 @@ function lib(): Sodium {
   return sodium;
 }
 
-/** Which libsodium build this thread uses. */
-export function sodiumBuild(): Sodium['build'] {
-  return lib().build;
-}
-
 export function randomKey(): Buffer {
   return randomBytes(KEY_SIZE);
 }

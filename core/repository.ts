@@ -517,12 +517,7 @@ export class Repository {
     return this.backend.filePath ? this.backend.filePath({ type: 'data', name: pack }) : null;
   }
 
-  /** Raw bytes of a pack: one read for several blobs (restore). Every blob in it is still authenticated when opened. */
-  async readPackRange(pack: string, offset: number, length: number): Promise<Buffer> {
-    return await this.backend.load({ type: 'data', name: pack }, { offset, length });
-  }
-
-  /** Pieces of a pack (ascending, not overlapping) in one read (see loadPieces in core/backend.ts). */
+  /** Pieces of a pack (ascending, not overlapping) in one read (see loadPieces in core/backend.ts); each blob is still authenticated when opened. */
   async readPackPieces(pack: string, pieces: readonly ByteRange[]): Promise<Buffer[]> {
     return await loadPieces(this.backend, { type: 'data', name: pack }, pieces);
   }

@@ -24,6 +24,7 @@ import type { RestoreStepRequest, SealPool } from '../core/seal-pool.ts';
 import type { RestoreOutcome } from '../core/seal-worker.ts';
 import { type TreeNode, findNode, loadTree, nameBytes, targetBytes } from '../core/tree.ts';
 import { removeEntry } from '../core/fresh-file.ts';
+import { ReadAhead } from './read-ahead.ts';
 import { writeXattrs } from '../core/xattr.ts';
 import { checkName, splitSnapshotPath } from './safe-name.ts';
 
@@ -220,13 +221,7 @@ class FileRestorer {
     const file = pool.newFile();
     const created = pool.restoreStep(worker, { kind: 'create', file, path: job.path });
     const reads = repo.remote && !preloaded ? new PackReads(repo, ids) : null;
-    const ahead: Promise<PreloadedBlob>[] = [];
-    const fetchAhead = (i: number): void => {
-      if (!reads || i >= ids.length) return;
-      const p = reads.sealed(ids[i]!);
-      p.catch(() => {});
-      ahead.push(p);
-    };
+    const ahead = reads ? new ReadAhead(ids.length, BLOB_PREFETCH, (i) => reads.sealed(ids[i]!)) : null;
     const sent: { id: string; pack: string; outcome: Promise<RestoreOutcome> }[] = [];
     let pos = 0;
     let stop: { at: number; error: Error } | null = null;
@@ -244,7 +239,6 @@ class FileRestorer {
       }
     };
     try {
-      for (let i = 0; i < BLOB_PREFETCH; i++) fetchAhead(i);
       for (let i = 0; i < ids.length && !stop; i++) {
         await settleUpTo(i - BLOB_WINDOW + 1);
         if (stop) break;
@@ -255,9 +249,8 @@ class FileRestorer {
           if (preloaded && i === 0) {
             pack = preloaded.pack;
             step = { kind: 'blob', file, type: 'data', id: Buffer.from(id, 'hex'), key: preloaded.key, checkId: preloaded.checkId, sealed: preloaded.sealed, sealedOwned: preloaded.owned === true, offset: 0, length: preloaded.sealed.length };
-          } else if (reads) {
-            const r = await ahead.shift()!;
-            fetchAhead(i + BLOB_PREFETCH);
+          } else if (ahead) {
+            const r = await ahead.take();
             pack = r.pack;
             step = { kind: 'blob', file, type: 'data', id: Buffer.from(id, 'hex'), key: r.key, checkId: r.checkId, sealed: r.sealed, sealedOwned: r.owned === true, offset: 0, length: r.sealed.length };
           } else {
@@ -278,7 +271,7 @@ class FileRestorer {
       }
       await settleUpTo(sent.length);
     } finally {
-      await Promise.allSettled(ahead);
+      await ahead?.settled();
       // Closes the file whatever happened before; it sets the metadata too, which a file cut short gets as well.
       const node = job.node;
       const finished = await pool.restoreStep(worker, {
@@ -419,27 +412,23 @@ class PackReads {
   constructor(repo: Repository, ids: readonly string[]) {
     this.repo = repo;
     if (ids.length < 2) return;
-    // One pass: each pack's span, the distinct blobs in it, and how many times the file takes one from it.
-    const byPack = new Map<string, { start: number; end: number; blobs: Set<string>; uses: number }>();
+    // One pass: each pack's span, its distinct blobs (by offset), and how many times the file takes each.
+    const byPack = new Map<string, { start: number; end: number; blobs: Map<number, number>; uses: Map<number, number>; total: number }>();
     for (const id of ids) {
       const loc = repo.index.get(id);
       if (!loc) continue;
       let s = byPack.get(loc.pack);
-      if (!s) byPack.set(loc.pack, (s = { start: loc.offset, end: loc.offset + loc.length, blobs: new Set(), uses: 0 }));
+      if (!s) byPack.set(loc.pack, (s = { start: loc.offset, end: loc.offset + loc.length, blobs: new Map(), uses: new Map(), total: 0 }));
       s.start = Math.min(s.start, loc.offset);
       s.end = Math.max(s.end, loc.offset + loc.length);
-      s.blobs.add(id);
-      s.uses++;
+      s.blobs.set(loc.offset, loc.length);
+      s.uses.set(loc.offset, (s.uses.get(loc.offset) ?? 0) + 1);
+      s.total++;
     }
     for (const [pack, s] of byPack) {
       if (s.blobs.size < 2 || s.end - s.start > MAX_SPAN) continue;
-      const blobs = [...s.blobs].map((id) => repo.index.get(id)!).sort((a, b) => a.offset - b.offset);
-      const uses = new Map<number, number>();
-      for (const id of ids) {
-        const loc = repo.index.get(id);
-        if (loc?.pack === pack) uses.set(loc.offset, (uses.get(loc.offset) ?? 0) + 1);
-      }
-      this.spans.set(pack, { pack, start: s.start, end: s.end, remaining: s.uses, uses, blobs, bytes: null });
+      const blobs = [...s.blobs].map(([offset, length]) => ({ offset, length })).sort((a, b) => a.offset - b.offset);
+      this.spans.set(pack, { pack, start: s.start, end: s.end, remaining: s.total, uses: s.uses, blobs, bytes: null });
     }
   }
 

@@ -11,6 +11,7 @@ import { UnsafePathError } from '../core/errors.ts';
 import { blobIntegrityError, type Repository } from '../core/repository.ts';
 import type { SealPool } from '../core/seal-pool.ts';
 import { type TreeNode, loadTree, nameBytes, targetBytes } from '../core/tree.ts';
+import { ReadAhead } from './read-ahead.ts';
 import { checkName } from './safe-name.ts';
 
 export interface TreeTarStats {
@@ -95,24 +96,15 @@ async function addFile(repo: Repository, pool: SealPool, p: Pack, n: TreeNode, c
       let written = 0;
       const ids = n.content ?? [];
       // The next blobs are read and opened (on the workers) while this one goes into the stream, in order.
-      const opening: Promise<Buffer>[] = [];
-      const openAt = (i: number): void => {
-        if (i >= ids.length) return;
+      const ahead = new ReadAhead(ids.length, OPEN_AHEAD, async (i) => {
         const id = ids[i]!;
-        const opened = (async () => {
-          const { pack, key, checkId, sealed } = await repo.loadSealedBlob('data', id);
-          const r = await pool.open('data', Buffer.from(id, 'hex'), key, sealed, checkId);
-          if (r === 'decrypt' || r === 'id') throw blobIntegrityError('data', id, pack, r);
-          return r;
-        })();
-        // Awaited in order below; one that fails after an earlier failure is not reported again.
-        opened.catch(() => {});
-        opening.push(opened);
-      };
-      for (let i = 0; i < OPEN_AHEAD; i++) openAt(i);
+        const { pack, key, checkId, sealed } = await repo.loadSealedBlob('data', id);
+        const r = await pool.open('data', Buffer.from(id, 'hex'), key, sealed, checkId);
+        if (r === 'decrypt' || r === 'id') throw blobIntegrityError('data', id, pack, r);
+        return r;
+      });
       for (let i = 0; i < ids.length; i++) {
-        const r = await opening.shift()!;
-        openAt(i + OPEN_AHEAD);
+        const r = await ahead.take();
         written += r.length;
         if (!sink.write(r)) await new Promise<void>((ok) => sink.once('drain', ok));
       }
