@@ -31,17 +31,21 @@ async function setup(t: Parameters<typeof tempDir>[0]) {
   const node = await findNode(repo, rec.snapshot.tree, file.split('/').filter(Boolean));
   const blobs = node!.content!.map((id) => ({ id, ...repo.index.get(id)! }));
   const packFile = (name: string): string => path.join(dir, 'data', name.slice(0, 2), name);
-  return { src, file, content, dir, blobs, packFile };
+  /** Flips `bit` of the byte `at` bytes into a blob, in its pack on disk. */
+  const damage = (victim: { pack: string; offset: number }, at = 100, bit = 0x01): void => {
+    const p = packFile(victim.pack);
+    const bytes = fs.readFileSync(p);
+    bytes[victim.offset + at]! ^= bit;
+    fs.writeFileSync(p, bytes);
+  };
+  return { src, file, content, dir, blobs, packFile, damage };
 }
 
 test('a flipped byte in a pack fails the restore naming the blob and pack, and nothing past the last verified byte is written', async (t) => {
-  const { file, content, dir, blobs, packFile } = await setup(t);
+  const { file, content, dir, blobs, damage } = await setup(t);
   t.true(blobs.length >= 3, 'the file spans several blobs');
   const victim = blobs[1]!;
-  const p = packFile(victim.pack);
-  const bytes = fs.readFileSync(p);
-  bytes[victim.offset + 100]! ^= 0x01;
-  fs.writeFileSync(p, bytes);
+  damage(victim);
   const target = await tempDir(t);
   const r = await restore(dir, target);
   const problem = r.problems.find((x) => x.content);
@@ -86,11 +90,8 @@ test('a pack replaced by another pack under its name fails the restore naming th
 });
 
 test('the CLI exits with the integrity code and names the object', async (t) => {
-  const { dir, blobs, packFile } = await setup(t);
-  const p = packFile(blobs[2]!.pack);
-  const bytes = fs.readFileSync(p);
-  bytes[blobs[2]!.offset + 5]! ^= 0x80;
-  fs.writeFileSync(p, bytes);
+  const { dir, blobs, damage } = await setup(t);
+  damage(blobs[2]!, 5, 0x80);
   const target = await tempDir(t);
   const r = await stowage(['-r', dir, '--no-cache', 'restore', 'latest', '--target', target], testEnv({ STOWAGE_PASSWORD: 'correct horse battery staple' }));
   t.is(r.code, 13, r.stderr + r.stdout);
@@ -149,14 +150,11 @@ test('check --read-data reports a blob whose content does not hash to its ID, in
 });
 
 test('a flipped byte fails the tar stream of a restore into a container naming the blob, and nothing of it or after it is streamed', async (t) => {
-  const { content, dir, blobs, packFile } = await setup(t);
+  const { content, dir, blobs, damage } = await setup(t);
   t.true(blobs.length >= 4, 'the file spans several blobs');
   // A later blob: the ones after it are already being opened ahead when it fails.
   const victim = blobs[2]!;
-  const p = packFile(victim.pack);
-  const bytes = fs.readFileSync(p);
-  bytes[victim.offset + 100]! ^= 0x01;
-  fs.writeFileSync(p, bytes);
+  damage(victim);
   const repo = await openRepo(dir);
   await repo.loadIndex();
   const pool = new SealPool(repo.poolKeys(), null);
