@@ -179,7 +179,20 @@ fs.mkdirSync(work, { recursive: true });
 const data = path.join(work, 'data');
 for (const t of tools) fs.rmSync(path.join(work, `${t.name}-repo`), { recursive: true, force: true });
 fs.rmSync(data, { recursive: true, force: true });
-for (const d of ['stowage-cache', 'stowage-server-cache', 'restic-cache', 'borg-base', 'restore']) fs.rmSync(path.join(work, d), { recursive: true, force: true });
+for (const d of ['stowage-cache', 'stowage-server-cache', 'restic-cache', 'borg-base', 'restore', 'spare']) fs.rmSync(path.join(work, d), { recursive: true, force: true });
+execFileSync('sync');
+/**
+ * This file system (ext4 without a journal) skips, on every file it
+ * creates, each inode of the block group freed in the last 60 s (5 minutes
+ * while the inode table is unwritten), reading that inode's table block
+ * first (perf: find_inode_bit → recently_deleted, up to a third of a
+ * restore's CPU time). Whichever tool creates files first after a deletion
+ * pays it and the others do not, so the run deletes nothing until the end
+ * and times no restore within a minute of the last deletion.
+ */
+const deletedAt = Date.now();
+const spare = path.join(work, 'spare');
+fs.mkdirSync(spare);
 console.log(`generating a ${sizeMib} MiB dataset in ${data} …`);
 execFileSync('python3', [gen, '--out', data, '--size-mib', String(sizeMib)], { stdio: 'ignore' });
 const digest = (dir: string): string => JSON.parse(execFileSync('python3', [gen, '--digest', dir], { encoding: 'utf8' })).digest;
@@ -203,7 +216,8 @@ for (let round = 0; round < rounds; round++) {
     const nochange = measure(t.backup(repo, data), t.env);
     initialRuns.set(t.name, [...(initialRuns.get(t.name) ?? []), first]);
     nochangeRuns.set(t.name, [...(nochangeRuns.get(t.name) ?? []), nochange]);
-    if (round > 0) fs.rmSync(repo, { recursive: true, force: true });
+    // Moved aside, not deleted (see deletedAt); removed with the restored trees at the end.
+    if (round > 0) fs.renameSync(repo, path.join(spare, `${t.name}-${round}`));
     console.log(`${t.name}: initial ${first.seconds.toFixed(2)} s, no-change ${nochange.seconds.toFixed(2)} s${rounds > 1 ? ` (round ${round + 1})` : ''}`);
   }
 }
@@ -223,6 +237,11 @@ for (const t of tools) {
   console.log(`${t.name}: incremental ${inc.seconds.toFixed(2)} s (+${(results[t.name]!['growth']! / 2 ** 20).toFixed(1)} MiB)`);
 }
 const restoreRuns = new Map<string, Measure[]>();
+const settle = deletedAt + 65_000 - Date.now();
+if (settle > 0) {
+  console.log(`waiting ${(settle / 1000).toFixed(0)} s: no restore within a minute of deleting files (see deletedAt)`);
+  await new Promise((r) => setTimeout(r, settle));
+}
 for (let round = 0; round < rounds; round++) {
   for (const t of rotated(tools, round)) {
     if (round > 0 && !t.repeat) continue;
@@ -240,10 +259,9 @@ for (const t of tools) {
   Object.assign(results[t.name]!, { restore: res.seconds, restoreRss: res.maxRssMib });
 }
 void original;
-// Restored trees are removed only now: ext4 skips inodes freed in the last 30 s when it allocates new ones, scanning
-// past each of them, so a restore right after another's 5,000 files were deleted spends seconds of kernel time in
-// open(2) that a restore onto a blank host never does (perf: find_inode_bit → recently_deleted).
+// Restored trees and the spare repositories are removed only now (see deletedAt).
 fs.rmSync(path.join(work, 'restore'), { recursive: true, force: true });
+fs.rmSync(spare, { recursive: true, force: true });
 
 // Lifecycle: the same amount of other data, backed up then forgotten, leaves 50 % garbage to prune.
 interface Lifecycle {
