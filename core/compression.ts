@@ -9,7 +9,7 @@
  * in new buffers: for a 1 GiB backup, thousands of 64 KiB database chunks
  * and small files, that was a fifth of all the time zstd took.
  */
-import { type ZstdCompress, constants, createZstdCompress, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { type ZstdCompress, type ZstdDecompress, constants, createZstdCompress, createZstdDecompress, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 
 export const CODEC_NONE = 0;
 export const CODEC_ZSTD = 1;
@@ -96,10 +96,11 @@ class ZstdContext {
    * is never left inside a frame.
    */
   frame(data: Uint8Array, out: Uint8Array): number | null {
-    if (this.failure) return null;
+    if (this.failure || this.stream.destroyed) return null;
     this.handle.writeSync(constants.ZSTD_e_end, data, 0, data.length, out, 0, out.length);
     const [outLeft, inLeft] = this.state;
-    if (this.failure || inLeft !== 0 || outLeft === 0) {
+    // An error destroys the stream (and closes the handle) during the call; a closed handle must not be used again.
+    if (this.failure || this.stream.destroyed || inLeft !== 0 || outLeft === 0) {
       this.failure ??= new Error('zstd did not finish the frame');
       this.stream.destroy();
       return null;
@@ -109,6 +110,7 @@ class ZstdContext {
 }
 
 interface NativeZstd {
+  reset(): void;
   writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
 }
 
@@ -149,7 +151,8 @@ export const zstdOneShot = oneShot;
 
 /**
  * `maxLength` bounds the output so that a hostile blob cannot expand without
- * limit; the caller knows the largest plaintext the format allows.
+ * limit; the caller knows the largest plaintext the format allows. The
+ * result is the caller's own (see decompressLent for one that is not).
  */
 export function decompress(codec: number, body: Uint8Array, maxLength: number): Buffer | null {
   if (codec === CODEC_NONE) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
@@ -158,5 +161,82 @@ export function decompress(codec: number, body: Uint8Array, maxLength: number): 
     return zstdDecompressSync(body, { maxOutputLength: maxLength });
   } catch {
     return null;
+  }
+}
+
+/**
+ * Like decompress, but a zstd body is decoded into this thread's output
+ * buffer, which the next decompressLent call on the thread overwrites (and
+ * a stored body comes back as the view it is): for a caller that writes or
+ * hashes the plaintext at once, as a restore does with every blob. It
+ * reuses one decoding context and allocates nothing per blob. A frame
+ * without its content size, or anything but exactly one whole frame, takes
+ * Node's one-shot path instead.
+ */
+export function decompressLent(codec: number, body: Uint8Array, maxLength: number): Uint8Array | null {
+  if (codec === CODEC_NONE) return body;
+  if (codec !== CODEC_ZSTD) return null;
+  const size = frameContentSize(body);
+  if (size === null || size > maxLength) return decompress(codec, body, maxLength);
+  if (!decodeOutput || decodeOutput.length < size) decodeOutput = Buffer.allocUnsafeSlow(Math.max(size, 256 * 1024));
+  decoder ??= ZstdDecoder.create();
+  const n = decoder?.frame(body, decodeOutput.subarray(0, size)) ?? null;
+  if (n === size) return decodeOutput.subarray(0, size);
+  // Failed, or not one whole frame: the context may be mid-frame or closed, so it goes; the one-shot path decides.
+  decoder = null;
+  return decompress(codec, body, maxLength);
+}
+
+let decoder: ZstdDecoder | null | undefined;
+let decodeOutput: Buffer | null = null;
+
+/** The content size a zstd frame's header declares (RFC 8878, 3.1.1.1), or null if it declares none. */
+export function frameContentSize(frame: Uint8Array): number | null {
+  if (frame.length < 6 || frame[0] !== 0x28 || frame[1] !== 0xb5 || frame[2] !== 0x2f || frame[3] !== 0xfd) return null;
+  const fhd = frame[4]!;
+  const fcsFlag = fhd >> 6;
+  const singleSegment = (fhd >> 5) & 1;
+  const fcsBytes = [singleSegment ? 1 : 0, 2, 4, 8][fcsFlag]!;
+  if (fcsBytes === 0) return null;
+  const at = 5 + (singleSegment ? 0 : 1) + [0, 1, 2, 4][fhd & 3]!;
+  if (frame.length < at + fcsBytes) return null;
+  let v = 0;
+  for (let i = fcsBytes - 1; i >= 0; i--) v = v * 256 + frame[at + i]!;
+  return fcsBytes === 2 ? v + 256 : v;
+}
+
+/** A kept zstd decoding context, driven like ZstdContext; an error closes it for good. */
+class ZstdDecoder {
+  private readonly stream: ZstdDecompress;
+  private readonly handle: NativeZstd;
+  private readonly state: Uint32Array;
+
+  private constructor(stream: ZstdDecompress, handle: NativeZstd, state: Uint32Array) {
+    this.stream = stream;
+    this.handle = handle;
+    this.state = state;
+    // The error is seen through `destroyed` right after the call that caused it.
+    stream.on('error', () => {});
+  }
+
+  static create(): ZstdDecoder | null {
+    const stream = createZstdDecompress();
+    const { _handle: handle, _writeState: state } = stream as unknown as { _handle?: NativeZstd; _writeState?: Uint32Array };
+    if (typeof handle?.writeSync !== 'function' || typeof handle.reset !== 'function' || !(state instanceof Uint32Array)) {
+      stream.destroy();
+      return null;
+    }
+    return new ZstdDecoder(stream, handle, state);
+  }
+
+  /** Decodes the whole of `frame` into `out`: the bytes written, or null unless the input was used up without error. */
+  frame(frame: Uint8Array, out: Uint8Array): number | null {
+    if (this.stream.destroyed) return null;
+    // Each frame from a clean state, whatever the last one left (a frame that declared less than it holds stops mid-way).
+    this.handle.reset();
+    this.handle.writeSync(constants.ZSTD_e_end, frame, 0, frame.length, out, 0, out.length);
+    const [outLeft, inLeft] = this.state;
+    if (this.stream.destroyed || inLeft !== 0) return null;
+    return out.length - outLeft!;
   }
 }

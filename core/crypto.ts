@@ -201,11 +201,24 @@ export function seal(key: Uint8Array, plaintext: Uint8Array, ad: Uint8Array, non
 /** Opens a sealed payload; `null` when it is not authentic under key and ad. */
 export function open(key: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Buffer | null {
   if (sealed.length < SEAL_OVERHEAD) return null;
+  // OpenSSL's cipher makes its own output buffer.
+  return openInto(key, sealed, ad, lib().aead ? Buffer.allocUnsafe(sealed.length - SEAL_OVERHEAD) : NO_BUFFER);
+}
+const NO_BUFFER = Buffer.alloc(0);
+
+/**
+ * Opens `sealed` into `out` (at least sealed.length - SEAL_OVERHEAD long):
+ * the plaintext as a view of `out`, or null. Where only OpenSSL's cipher is
+ * at hand the plaintext comes back in a buffer of its own instead.
+ */
+export function openInto(key: Uint8Array, sealed: Uint8Array, ad: Uint8Array, out: Buffer): Buffer | null {
+  if (sealed.length < SEAL_OVERHEAD) return null;
   const nonce = sealed.subarray(0, NONCE_SIZE);
   const aead = lib().aead;
   if (aead) {
-    const out = Buffer.allocUnsafe(sealed.length - SEAL_OVERHEAD);
-    return aead.open(out, sealed.subarray(NONCE_SIZE), ad, nonce, key) ? out : null;
+    if (out.length < sealed.length - SEAL_OVERHEAD) throw new RangeError('open: the output buffer is shorter than the plaintext');
+    const plain = out.subarray(0, sealed.length - SEAL_OVERHEAD);
+    return aead.open(plain, sealed.subarray(NONCE_SIZE), ad, nonce, key) ? plain : null;
   }
   const tag = sealed.subarray(sealed.length - TAG_SIZE);
   const body = sealed.subarray(NONCE_SIZE, sealed.length - TAG_SIZE);
@@ -213,13 +226,13 @@ export function open(key: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Buffe
   const decipher = createDecipheriv('chacha20-poly1305', subkey, iv, { authTagLength: TAG_SIZE });
   decipher.setAAD(ad, { plaintextLength: body.length });
   decipher.setAuthTag(tag);
-  const out = decipher.update(body);
+  const plain = decipher.update(body);
   try {
     decipher.final();
   } catch {
     return null;
   }
-  return out;
+  return plain;
 }
 
 /**

@@ -3,8 +3,8 @@
  * byte and the body are sealed together, and the additional data binds what
  * the payload claims to be (an object of a type, or a blob of a type and ID).
  */
-import { type Codec, type CompressionSettings, compress, decompress } from './compression.ts';
-import { ID_SIZE, SEAL_OVERHEAD, blobId, open, sealOffset, sealParts, sealPartsInto } from './crypto.ts';
+import { type Codec, type CompressionSettings, compress, decompress, decompressLent } from './compression.ts';
+import { ID_SIZE, SEAL_OVERHEAD, blobId, open, openInto, sealOffset, sealParts, sealPartsInto } from './crypto.ts';
 
 export type BlobType = 'data' | 'tree';
 export const BLOB_TYPE_BYTE: Record<BlobType, number> = { data: 1, tree: 2 };
@@ -98,6 +98,25 @@ export function openVerifiedBlob(idKey: Uint8Array, key: Uint8Array, type: BlobT
   if (!plain) return 'decrypt';
   return !checkId || blobId(idKey, plain).equals(id) ? plain : 'id';
 }
+
+/**
+ * openVerifiedBlob without allocating: the plaintext is lent, a view into
+ * this thread's buffers that the next call overwrites. For a caller that
+ * writes or hashes it at once (a restore's worker writes every blob it
+ * opens to its file); the buffers grow to the largest blob and stay.
+ */
+export function openVerifiedBlobLent(idKey: Uint8Array, key: Uint8Array, type: BlobType, id: Buffer, sealed: Uint8Array, checkId = true): Uint8Array | 'decrypt' | 'id' {
+  const n = sealed.length - SEAL_OVERHEAD;
+  if (n < 1) return 'decrypt';
+  if (!openedLent || openedLent.length < n) openedLent = Buffer.allocUnsafeSlow(Math.max(n, 256 * 1024));
+  const framed = openInto(key, sealed, blobAd(type, id), openedLent);
+  if (!framed) return 'decrypt';
+  const plain = decompressLent(framed[0]!, framed.subarray(1), MAX_BLOB_PLAINTEXT);
+  if (!plain) return 'decrypt';
+  return !checkId || blobId(idKey, plain).equals(id) ? plain : 'id';
+}
+
+let openedLent: Buffer | null = null;
 
 export function sealObject(key: Uint8Array, type: SealedObjectType, plaintext: Uint8Array, compression: CompressionSettings): Buffer {
   const c = compress(plaintext, compression);

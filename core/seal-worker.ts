@@ -16,7 +16,7 @@ import { type MessagePort, parentPort } from 'node:worker_threads';
 import { ownBuffer } from './buffer-pool.ts';
 import type { CompressionSettings } from './compression.ts';
 import { blobId, initCrypto } from './crypto.ts';
-import { type BlobType, openVerifiedBlob, sealBlobInto, sealedBlobMax } from './envelope.ts';
+import { type BlobType, openVerifiedBlob, openVerifiedBlobLent, sealBlobInto, sealedBlobMax } from './envelope.ts';
 import { createFresh } from './fresh-file.ts';
 import { type KeySlot, layOut, packTail, packTailMaxSize } from './pack.ts';
 
@@ -363,7 +363,7 @@ function serve(init: SealWorkerInit, port: MessagePort): (msg: SealRequest) => v
         failures.push({ index, failure: 'outside' });
         return;
       }
-      const r = openVerifiedBlob(init.idKey, b.key, b.type, Buffer.from(b.id), bytes.subarray(b.offset, b.offset + b.length));
+      const r = openVerifiedBlobLent(init.idKey, b.key, b.type, Buffer.from(b.id), bytes.subarray(b.offset, b.offset + b.length));
       if (r === 'decrypt' || r === 'id') failures.push({ index, failure: r });
     });
     return { seq: req.seq, read: bytes.length, nameMatches, failures };
@@ -397,7 +397,7 @@ function serve(init: SealWorkerInit, port: MessagePort): (msg: SealRequest) => v
     let stage: 'read' | 'write' = 'read';
     try {
       const sealed = step.sealed ? new Uint8Array(step.sealed) : packFiles.read(step.path!, step.offset, step.length);
-      const plain = openVerifiedBlob(init.idKey, step.key, step.type, Buffer.from(step.id), sealed, step.checkId);
+      const plain = openVerifiedBlobLent(init.idKey, step.key, step.type, Buffer.from(step.id), sealed, step.checkId);
       if (plain === 'decrypt' || plain === 'id') {
         f.failed = true;
         return { seq: step.seq, failure: plain, at: f.pos };

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { zstdDecompressSync } from 'node:zlib';
-import { CODEC_NONE, CODEC_ZSTD, compress, compressBound, decompress, zstdOneShot } from '../core/compression.ts';
+import { constants, createZstdCompress, zstdDecompressSync } from 'node:zlib';
+import { CODEC_NONE, CODEC_ZSTD, compress, compressBound, decompress, decompressLent, frameContentSize, zstdOneShot } from '../core/compression.ts';
 
 /** Text-like bytes: a few words repeated with variation, so zstd has something to find. */
 function textLike(n: number, seed: number): Buffer {
@@ -65,3 +65,48 @@ test('compressBound matches zstd on inputs that do not compress at all', (t) => 
   // A one-shot frame of random data is stored raw: its size is the bound's worst case for large inputs.
   for (const n of [1, 1000, 128 * 1024 - 1, 128 * 1024, 1024 * 1024]) t.true(zstdOneShot(3, randomBytes(n)).length <= compressBound(n), `${n}`);
 });
+
+test('a frame is decoded into the thread buffer whatever its declared size field, and falls back when it declares none', (t) => {
+  // Content size fields of 1 (single segment), 2 (+256), 4 and 8 bytes, by input size.
+  for (const n of [40, 200, 300, 70_000, 5_000_000]) {
+    const input = textLike(n, n);
+    const frame = zstdOneShot(3, input);
+    t.is(frameContentSize(frame), n);
+    t.true(Buffer.from(decompressLent(CODEC_ZSTD, frame, n)!).equals(input), `${n}`);
+  }
+  // A streamed frame has no content size field: zstd's own one-shot path decodes it.
+  const input = textLike(100_000, 9);
+  const streamed = zstdStreamed([input.subarray(0, 50_000), input.subarray(50_000)]);
+  t.is(frameContentSize(streamed), null);
+  t.true(Buffer.from(decompressLent(CODEC_ZSTD, streamed, input.length)!).equals(input));
+});
+
+test('a damaged or truncated frame decodes to null, and the next frame decodes as before', (t) => {
+  const input = textLike(500_000, 4);
+  const frame = Buffer.from(zstdOneShot(3, input));
+  const damaged = Buffer.from(frame);
+  for (let i = 40; i < damaged.length; i += 997) damaged[i]! ^= 0x5a;
+  t.is(decompressLent(CODEC_ZSTD, damaged, input.length), null);
+  t.true(Buffer.from(decompressLent(CODEC_ZSTD, frame, input.length)!).equals(input));
+  t.is(decompressLent(CODEC_ZSTD, frame.subarray(0, frame.length - 100), input.length), null);
+  t.true(Buffer.from(decompressLent(CODEC_ZSTD, frame, input.length)!).equals(input));
+  // More than the caller allows is refused, whatever the header says.
+  t.is(decompressLent(CODEC_ZSTD, frame, input.length - 1), null);
+});
+
+/** `parts` compressed as one frame fed in pieces, as a stream would: no content size is known when the header is written. */
+function zstdStreamed(parts: readonly Uint8Array[]): Buffer {
+  const stream = createZstdCompress();
+  const { _handle: handle, _writeState: state } = stream as unknown as {
+    _handle: { writeSync(flush: number, i: Uint8Array, io: number, il: number, o: Uint8Array, oo: number, ol: number): void };
+    _writeState: Uint32Array;
+  };
+  const out = Buffer.alloc(1 << 20);
+  let at = 0;
+  parts.forEach((p, i) => {
+    handle.writeSync(i === parts.length - 1 ? constants.ZSTD_e_end : constants.ZSTD_e_continue, p, 0, p.length, out, at, out.length - at);
+    at = out.length - state[0]!;
+  });
+  stream.destroy();
+  return out.subarray(0, at);
+}

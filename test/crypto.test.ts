@@ -2,7 +2,7 @@ import test from 'ava';
 import { randomBytes, randomFillSync } from 'node:crypto';
 import sodium from 'libsodium-wrappers-sumo';
 import { blobId, initCrypto, keysFromMaster, keysFromWriteSecret, open, openContentKey, seal, sealContentKey, sealOffset, sealParts, sealPartsInto } from '../core/crypto.ts';
-import { blobAd, openBlob, openObject, sealBlob, sealObject } from '../core/envelope.ts';
+import { blobAd, openBlob, openObject, openVerifiedBlob, openVerifiedBlobLent, sealBlob, sealObject } from '../core/envelope.ts';
 
 test.before(async () => {
   await initCrypto();
@@ -120,5 +120,30 @@ test('a blob is sealed at most 7 bytes on, where its largest part lands in step 
       // The body follows the nonce and the one codec byte.
       t.is((offset + 24 + 1) % 8, at % 8, `end ${end}, source at ${at}`);
     }
+  }
+});
+
+test('a blob opened into the thread buffers equals one opened into its own, and fails the same checks', async (t) => {
+  await initCrypto();
+  const idKey = randomBytes(32);
+  const key = randomBytes(32);
+  const zstd = { algorithm: 'zstd', level: 3 } as const;
+  const texts = [Buffer.from('stowage '.repeat(50_000)), randomBytes(300_000), Buffer.from('x')];
+  for (const plain of texts) {
+    const id = blobId(idKey, plain);
+    const sealed = sealBlob(key, 'data', id, plain, zstd);
+    const lent = openVerifiedBlobLent(idKey, key, 'data', id, sealed);
+    t.true(lent instanceof Uint8Array && Buffer.from(lent).equals(plain));
+    t.true((openVerifiedBlob(idKey, key, 'data', id, sealed) as Buffer).equals(plain));
+    const damaged = Buffer.from(sealed);
+    damaged[damaged.length >> 1]! ^= 1;
+    t.is(openVerifiedBlobLent(idKey, key, 'data', id, damaged), 'decrypt');
+    // Sealed under another blob's ID (a forged blob): the AD binds the ID, so it must say so on opening...
+    const other = blobId(idKey, Buffer.from('other'));
+    t.is(openVerifiedBlobLent(idKey, key, 'data', other, sealed), 'decrypt');
+    // ...and a blob sealed whole under a wrong ID opens but fails the ID check, unless told not to check.
+    const forged = sealBlob(key, 'data', other, plain, zstd);
+    t.is(openVerifiedBlobLent(idKey, key, 'data', other, forged), 'id');
+    t.true(Buffer.from(openVerifiedBlobLent(idKey, key, 'data', other, forged, false) as Uint8Array).equals(plain));
   }
 });
