@@ -110,7 +110,6 @@ class ZstdContext {
 }
 
 interface NativeZstd {
-  reset(): void;
   writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
 }
 
@@ -188,6 +187,7 @@ export function decompressLent(codec: number, body: Uint8Array, maxLength: numbe
 }
 
 let decoder: ZstdDecoder | null | undefined;
+const NO_INPUT = Buffer.alloc(0);
 let decodeOutput: Buffer | null = null;
 
 /** The content size a zstd frame's header declares (RFC 8878, 3.1.1.1), or null if it declares none. */
@@ -222,7 +222,7 @@ class ZstdDecoder {
   static create(): ZstdDecoder | null {
     const stream = createZstdDecompress();
     const { _handle: handle, _writeState: state } = stream as unknown as { _handle?: NativeZstd; _writeState?: Uint32Array };
-    if (typeof handle?.writeSync !== 'function' || typeof handle.reset !== 'function' || !(state instanceof Uint32Array)) {
+    if (typeof handle?.writeSync !== 'function' || !(state instanceof Uint32Array)) {
       stream.destroy();
       return null;
     }
@@ -232,11 +232,16 @@ class ZstdDecoder {
   /** Decodes the whole of `frame` into `out`: the bytes written, or null unless the input was used up without error. */
   frame(frame: Uint8Array, out: Uint8Array): number | null {
     if (this.stream.destroyed) return null;
-    // Each frame from a clean state, whatever the last one left (a frame that declared less than it holds stops mid-way).
-    this.handle.reset();
     this.handle.writeSync(constants.ZSTD_e_end, frame, 0, frame.length, out, 0, out.length);
     const [outLeft, inLeft] = this.state;
     if (this.stream.destroyed || inLeft !== 0) return null;
+    // The frame must have ended, too: one that holds more than its header declared stops when `out` is full, and
+    // would leave the context mid-frame for the next. Asked for one more byte from no input, an ended frame gives none.
+    // (Resetting the context instead would cost a new one: Node's reset frees and rebuilds it.)
+    this.handle.writeSync(constants.ZSTD_e_end, NO_INPUT, 0, 0, this.probe, 0, 1);
+    if (this.stream.destroyed || this.state[0] !== 1) return null;
     return out.length - outLeft!;
   }
+
+  private readonly probe = Buffer.alloc(1);
 }

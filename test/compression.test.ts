@@ -92,6 +92,14 @@ test('a damaged or truncated frame decodes to null, and the next frame decodes a
   t.true(Buffer.from(decompressLent(CODEC_ZSTD, frame, input.length)!).equals(input));
   // More than the caller allows is refused, whatever the header says.
   t.is(decompressLent(CODEC_ZSTD, frame, input.length - 1), null);
+  // A header that declares less than the frame holds: the decoder stops with the buffer full and is not used again.
+  const understated = Buffer.from(frame);
+  const fhd = understated[4]!;
+  t.is(fhd >> 6, 2, 'a 4-byte content size field');
+  understated.writeUInt32LE(input.length - 1000, 5 + ((fhd >> 5) & 1 ? 0 : 1));
+  t.is(frameContentSize(understated), input.length - 1000);
+  t.is(decompressLent(CODEC_ZSTD, understated, input.length), null);
+  t.true(Buffer.from(decompressLent(CODEC_ZSTD, frame, input.length)!).equals(input));
 });
 
 /** `parts` compressed as one frame fed in pieces, as a stream would: no content size is known when the header is written. */
