@@ -147,19 +147,6 @@ export function adoptKdfWorker(worker: Worker): void {
   });
 }
 
-/** Work to start once the next derivation runs (see whileDeriving). */
-const duringDerivation: (() => void)[] = [];
-
-/**
- * Runs `task` as soon as the next key derivation has started in its worker:
- * for work that needs CPU but no key (starting seal workers), which then
- * uses the core that the derivation leaves idle without slowing the
- * derivation's own start.
- */
-export function whileDeriving(task: () => void): void {
-  duringDerivation.push(task);
-}
-
 /**
  * Argon2id in a worker thread: the main thread goes on (listing the
  * repository, walking the files) while it runs, and the derivation's memory
@@ -167,7 +154,6 @@ export function whileDeriving(task: () => void): void {
  */
 export async function deriveKek(password: string, salt: Uint8Array, params: Argon2Params): Promise<Buffer> {
   if (params.memlimit <= INSECURE_TEST_ARGON2.memlimit) {
-    for (const task of duringDerivation.splice(0)) task();
     await initCrypto();
     return argon2id(password, salt, params);
   }
@@ -176,7 +162,6 @@ export async function deriveKek(password: string, salt: Uint8Array, params: Argo
   worker.ref();
   const job: KdfJob = { password, salt, opslimit: params.opslimit, memlimit: params.memlimit };
   worker.postMessage(job);
-  for (const task of duringDerivation.splice(0)) task();
   try {
     return await new Promise<Buffer>((resolve, reject) => {
       worker.once('message', (key: Uint8Array) => resolve(Buffer.from(key)));

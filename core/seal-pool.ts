@@ -15,7 +15,7 @@ import { ChunkArena, type Region } from './chunk-arena.ts';
 import type { Chunker } from './chunker.ts';
 import type { BlobType } from './envelope.ts';
 import type { BuiltPack, KeySlot, PackEntry } from './pack.ts';
-import type { PackMessage, RestoreOutcome, RestoreStep, SealInitMessage, SealReply, SealRequest, SealWorkerInit, VerifyRequest, VerifyResult } from './seal-worker.ts';
+import type { PackMessage, RestoreOutcome, RestoreStep, SealReply, SealRequest, SealWorkerInit, VerifyRequest, VerifyResult } from './seal-worker.ts';
 
 export interface PoolKeys {
   readonly idKey: Buffer;
@@ -98,35 +98,6 @@ const ALIGN = 8;
 
 type Waiter = { resolve: (v: unknown) => void; reject: (e: unknown) => void };
 
-const WORKER_URL = new URL('./seal-worker.ts', import.meta.url);
-
-/** Workers started ahead of any pool (prestartSealWorkers), for the next pool that starts to take. */
-const prestarted: Worker[] = [];
-
-/** How many started workers wait for a pool (for tests). */
-export const prestartedSealWorkers = (): number => prestarted.length;
-
-/**
- * Starts the seal workers a command will need before it has the keys to
- * give them: each takes 0.1 to 0.2 s of CPU to load, which then overlaps
- * with the key derivation (half a second on one core, with the other idle)
- * instead of following it. Workers no pool takes do not keep the process
- * alive.
- */
-export function prestartSealWorkers(count: number = availableParallelism()): void {
-  while (prestarted.length < count) {
-    const worker = new Worker(WORKER_URL);
-    worker.unref();
-    // One that fails before a pool takes it is dropped; the pool then starts a fresh one.
-    worker.on('error', () => {});
-    worker.once('exit', () => {
-      const i = prestarted.indexOf(worker);
-      if (i >= 0) prestarted.splice(i, 1);
-    });
-    prestarted.push(worker);
-  }
-}
-
 /** Work handed to a pool after close: what is still in flight when a run ends early. */
 export class PoolClosedError extends Error {
   constructor() {
@@ -182,9 +153,7 @@ export class SealPool {
       arena: this.arena?.buffer ?? null,
     };
     for (let i = 0; i < this.threads; i++) {
-      const worker = prestarted.shift() ?? new Worker(WORKER_URL);
-      worker.ref();
-      worker.postMessage({ op: 'init', init } satisfies SealInitMessage);
+      const worker = new Worker(new URL('./seal-worker.ts', import.meta.url), { workerData: init });
       const pw: PoolWorker = { worker, outstanding: 0, hash: [], keep: [], drop: [], open: [], restore: [], batchBytes: 0, scheduled: false, packBuffers: new Map() };
       // Messages can still arrive after close (a pack finished as the run failed): they are dropped.
       worker.on('message', (m: SealReply) => {

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { type MessagePort, parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { ownBuffer } from './buffer-pool.ts';
 import type { CompressionSettings } from './compression.ts';
 import { blobId, initCrypto } from './crypto.ts';
@@ -54,12 +54,6 @@ export interface PackMessage {
   readonly lengths: readonly number[];
   /** Plaintext bytes of its blobs, for the statistics. */
   readonly raw: number;
-}
-
-/** The first message a seal worker gets (see serve). */
-export interface SealInitMessage {
-  readonly op: 'init';
-  readonly init: SealWorkerInit;
 }
 
 /**
@@ -330,15 +324,11 @@ function writeFully(fd: number, data: Uint8Array, position: number): void {
   while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off, position + off);
 }
 
-/**
- * The worker's message handler for a pool set up with `init`. The init comes
- * as the first message, not as workerData, so that a worker can be started
- * before the keys exist (see prestartSealWorkers): loading this program and
- * libsodium then overlaps with the key derivation.
- */
-function serve(init: SealWorkerInit, port: MessagePort): (msg: SealRequest) => void {
+if (parentPort) {
+  await initCrypto();
   /** Counts bytes sealed or opened, which leave garbage behind; collects the young generation every few MiB. */
   const collectAfter = youngCollector();
+  const init = workerData as SealWorkerInit;
   const slot: KeySlot = init.slot.kind === 'sealed' ? { kind: 'sealed', sealedKey: Buffer.from(init.slot.sealedKey) } : { kind: 'none' };
   const held = new Map<number, { offset: number; length: number; id: Buffer }>();
   const arena = init.arena ? Buffer.from(init.arena) : null;
@@ -412,6 +402,7 @@ function serve(init: SealWorkerInit, port: MessagePort): (msg: SealRequest) => v
       return { seq: step.seq, stage, ...errorFields(e), at: f.pos };
     }
   };
+  const port = parentPort;
   const shipPack = (): void => {
     if (!open || open.blobs.length === 0) return;
     const pack = finishPack(open, init, slot);
@@ -419,7 +410,7 @@ function serve(init: SealWorkerInit, port: MessagePort): (msg: SealRequest) => v
     port.postMessage({ op: 'pack', pack } satisfies SealReply, [pack.ids]);
   };
 
-  return (msg: SealRequest) => {
+  port.on('message', (msg: SealRequest) => {
     switch (msg.op) {
       case 'hash': {
         const ids = msg.items.map(({ seq, offset, length }) => {
@@ -475,16 +466,5 @@ function serve(init: SealWorkerInit, port: MessagePort): (msg: SealRequest) => v
         break;
       }
     }
-  };
-}
-
-if (parentPort) {
-  const port = parentPort;
-  await initCrypto();
-  let handle: ((msg: SealRequest) => void) | null = null;
-  port.on('message', (msg: SealRequest | SealInitMessage) => {
-    if (msg.op === 'init') handle = serve(msg.init, port);
-    else if (handle) handle(msg);
-    else throw new Error(`seal worker: ${msg.op} before init`);
   });
 }

@@ -3,8 +3,6 @@ import * as path from 'node:path';
 import { surveySources } from '../../core/archiver.ts';
 import { backupPaths } from '../../core/backup.ts';
 import { UsageError } from '../../core/errors.ts';
-import { prestartSealWorkers } from '../../core/seal-pool.ts';
-import { whileDeriving } from '../../core/keyfile.ts';
 import { shortId } from '../../core/snapshot.ts';
 import { EXIT } from '../exit-codes.ts';
 import { type Context, openRepository } from '../context.ts';
@@ -49,9 +47,8 @@ export async function run(ctx: Context, paths: string[], opts: BackupCommandOpti
     return await runContainers(ctx, opts);
   }
   if (paths.length === 0) throw new UsageError('backup needs at least one PATH, or --containers, --label or --compose-project');
-  // Started first: they run while the passphrase's key is derived.
+  // Started first: it runs while the passphrase's key is derived.
   const survey = surveySources(paths);
-  whileDeriving(() => prestartSealWorkers());
   const repo = await openRepository(ctx).catch((e: unknown) => {
     survey.stop();
     throw e;

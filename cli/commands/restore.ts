@@ -1,8 +1,7 @@
 /** `stowage restore SNAPSHOT --target DIR [--path P]`: restores files. */
 import { UsageError } from '../../core/errors.ts';
 import { RepositoryLock } from '../../core/lock.ts';
-import { SealPool, prestartSealWorkers } from '../../core/seal-pool.ts';
-import { whileDeriving } from '../../core/keyfile.ts';
+import { SealPool } from '../../core/seal-pool.ts';
 import { findSnapshot, listSnapshots, shortId } from '../../core/snapshot.ts';
 import { restoreFiles } from '../../restore/file-restorer.ts';
 import { EXIT } from '../exit-codes.ts';
@@ -21,7 +20,6 @@ export async function run(ctx: Context, snapshotRef: string, opts: RestoreOption
   if (opts.volume !== undefined && opts.path !== undefined) throw new UsageError('--volume NAME already names a path (/volumes/NAME); add --path inside it as --path /volumes/NAME/…');
   const path = opts.volume !== undefined && !opts.intoVolume ? `/volumes/${opts.volume}` : opts.path;
   if (!docker && !opts.target) throw new UsageError('restore needs --target DIR (where to put the files), --to-host, or --into-volume NAME');
-  whileDeriving(() => prestartSealWorkers());
   const repo = await openRepository(ctx);
   const lock = await RepositoryLock.acquire(repo, { exclusive: false, operation: 'restore' });
   const pool = new SealPool(repo.poolKeys(), null);
