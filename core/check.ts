@@ -95,7 +95,10 @@ export async function checkRepository(repo: Repository, subset: DataSubset, prog
     const pool = new SealPool(repo.poolKeys(), null);
     try {
       await mapLimit(selected, 2, async (p) => {
-        bytesRead += await readPack(repo, pool, p, problem);
+        // Read first, then added: `bytesRead += await …` would add to the total as it was before the await, losing the
+        // other reader's packs.
+        const n = await readPack(repo, pool, p, problem);
+        bytesRead += n;
       });
     } finally {
       await pool.close();

@@ -75,6 +75,11 @@ test('partly used packs past the threshold are repacked; what stays restores byt
   const check = await checkRepository(r1, { kind: 'all' });
   t.deepEqual(check.problems, []);
   t.deepEqual(check.notes, [], 'no pack is left unindexed');
+  // Every pack is read, and counted once (two are read at a time).
+  let stored = 0;
+  for await (const o of r1.backend.list('data')) stored += o.size;
+  t.is(check.packsRead, check.packs);
+  t.is(check.bytesRead, stored);
   // Nothing unused is left: a second prune finds nothing to do.
   const again = await prune(r1, { maxUnused: 0, dryRun: true });
   t.is(again.bytesToFree, 0);

@@ -17,11 +17,14 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Backend, type Body, type ByteRange, type Handle, type ObjectInfo, type ObjectType, bodyParts, describe, isValidName, OBJECT_TYPES } from '../backend.ts';
 import { BackendError, IntegrityError, NoSpaceError, ObjectExistsError, ObjectNotFoundError, RepositoryExistsError, errnoCode, isStowageError } from '../errors.ts';
+import { DirectWriteUnsupported, O_DIRECT, writeDirect } from '../direct-write.ts';
 import { syncDir, writeAll } from '../durable.ts';
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 const TMP_PREFIX = '.tmp-';
+/** Data packs at least this large are written around the page cache (see writeDirect); smaller objects are not worth it. */
+const DIRECT_MIN = 1024 * 1024;
 
 /** Open pack files kept for range reads: a restore reads many blobs from each pack. */
 const OPEN_FILES = 32;
@@ -50,10 +53,13 @@ export class LocalBackend implements Backend {
   readonly isLocal = true;
   private readonly root: string;
   private readonly handles = new Map<string, CachedHandle>();
+  /** Whether data packs are written with O_DIRECT; off once the file system refuses it, or by the constructor's option. */
+  private direct: boolean;
 
-  constructor(root: string) {
+  constructor(root: string, opts: { directWrites?: boolean } = {}) {
     this.root = path.resolve(root);
     this.location = this.root;
+    this.direct = opts.directWrites ?? true;
   }
 
   async create(): Promise<void> {
@@ -82,16 +88,21 @@ export class LocalBackend implements Backend {
   async save(h: Handle, data: Body): Promise<void> {
     const target = this.pathOf(h);
     const dir = path.dirname(target);
-    if (h.type === 'data') await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
+    // A full disk can refuse the directory too: that is the same no-space error as refusing the file.
+    if (h.type === 'data') await fs.mkdir(dir, { recursive: true, mode: DIR_MODE }).catch((e: unknown) => Promise.reject(translate(e, h)));
     const tmp = path.join(dir, TMP_PREFIX + randomBytes(8).toString('hex'));
     LocalBackend.temps.add(tmp);
     try {
-      const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE);
-      try {
-        await writeAll(fh, bodyParts(data));
-        await fh.sync();
-      } finally {
-        await fh.close();
+      const parts = bodyParts(data);
+      const size = parts.reduce((n, p) => n + p.length, 0);
+      if (!(h.type === 'data' && size >= DIRECT_MIN && (await this.writeDirect(tmp, parts, size)))) {
+        const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE);
+        try {
+          await writeAll(fh, parts);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
       }
       try {
         await fs.link(tmp, target);
@@ -106,6 +117,36 @@ export class LocalBackend implements Backend {
       await fs.rm(tmp, { force: true });
       LocalBackend.temps.delete(tmp);
     }
+  }
+
+  /**
+   * Writes a pack to `tmp` around the page cache (core/direct-write.ts) and
+   * fsyncs it; false, with no file left, where the file system does not
+   * take O_DIRECT, which this backend then stops trying.
+   */
+  private async writeDirect(tmp: string, parts: readonly Uint8Array[], size: number): Promise<boolean> {
+    if (O_DIRECT === undefined || !this.direct) return false;
+    let fh: fs.FileHandle;
+    try {
+      fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | O_DIRECT, FILE_MODE);
+    } catch (e) {
+      if (errnoCode(e) !== 'EINVAL') throw e;
+      this.direct = false;
+      return false;
+    }
+    try {
+      await writeDirect(fh, parts, size);
+      // O_DIRECT bypasses the page cache, not the drive's write cache, nor the file's metadata.
+      await fh.sync();
+    } catch (e) {
+      if (!(e instanceof DirectWriteUnsupported)) throw e;
+      this.direct = false;
+    } finally {
+      await fh.close();
+    }
+    if (this.direct) return true;
+    await fs.rm(tmp, { force: true });
+    return false;
   }
 
   private async checkSame(h: Handle, target: string, data: Body): Promise<void> {
