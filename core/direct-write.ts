@@ -12,9 +12,10 @@
  *
  * O_DIRECT wants the file offset, length and memory address of each write
  * aligned to the device's logical block. Node says nothing about addresses,
- * so each staging buffer finds its aligned offset once, by trying; a file
- * system that refuses O_DIRECT (tmpfs) or every offset makes the caller
- * write through the cache instead.
+ * so each file's first write finds an aligned offset in the staging buffer
+ * by trying (the one that worked last, first); a file system that refuses
+ * O_DIRECT (tmpfs) or every offset makes the caller write through the cache
+ * instead.
  */
 import { constants as fsc } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -30,7 +31,7 @@ const KEEP = 4;
 /** The O_DIRECT flag where the platform has one. */
 export const O_DIRECT: number | undefined = (fsc as Record<string, number | undefined>)['O_DIRECT'];
 
-/** A buffer with an aligned window `view` of STAGE bytes, found by trying writes. */
+/** A buffer with an aligned window `view` of STAGE bytes, found by trying writes (see findAlignedWindow). */
 interface Stage {
   readonly raw: Buffer;
   view: Buffer | null;
@@ -42,61 +43,92 @@ const stages: Stage[] = [];
 export class DirectWriteUnsupported extends Error {}
 
 /**
- * Writes `parts` (`size` bytes in all) to the new, empty file open at `fh`,
- * which was opened with O_DIRECT, and leaves it exactly `size` bytes long.
- * Throws DirectWriteUnsupported when the file system refuses every aligned
- * write; other errors (ENOSPC, EIO) are the write's own.
+ * Appends to a new, empty file opened with O_DIRECT, through an aligned
+ * staging buffer: bytes go out a full buffer at a time, and end() writes
+ * the rest (rounded up to a block) and cuts the file to its length.
  */
-export async function writeDirect(fh: fs.FileHandle, parts: readonly Uint8Array[], size: number): Promise<void> {
-  const stage = stages.pop() ?? { raw: Buffer.allocUnsafeSlow(STAGE + BLOCK), view: null };
-  try {
-    let part = 0;
-    let inPart = 0;
-    for (let pos = 0; pos < size; pos += STAGE) {
-      const n = Math.min(STAGE, size - pos);
-      // Gather the next n bytes of the parts; the aligned window is known after the first write.
-      const fill = (into: Buffer): void => {
-        let o = 0;
-        while (o < n) {
-          const p = parts[part]!;
-          const take = Math.min(n - o, p.length - inPart);
-          into.set(p.subarray(inPart, inPart + take), o);
-          o += take;
-          inPart += take;
-          if (inPart === p.length) {
-            part++;
-            inPart = 0;
-          }
-        }
-      };
-      const padded = Math.ceil(n / BLOCK) * BLOCK;
-      if (!stage.view) {
-        const scratch = Buffer.allocUnsafe(n);
-        fill(scratch);
-        stage.view = await findAlignedWindow(fh, stage.raw, scratch, padded);
-        continue;
-      }
-      fill(stage.view);
-      await writeFully(fh, stage.view, padded, pos);
+export class DirectWriter {
+  private readonly fh: fs.FileHandle;
+  private stage: Stage | null;
+  private readonly view: Buffer;
+  /** Bytes staged, and the file offset where the staging buffer's first byte goes. */
+  private fill = 0;
+  private at = 0;
+
+  private constructor(fh: fs.FileHandle, stage: Stage, view: Buffer) {
+    this.fh = fh;
+    this.stage = stage;
+    this.view = view;
+  }
+
+  /** Throws DirectWriteUnsupported where the file system refuses every aligned write. */
+  static async start(fh: fs.FileHandle): Promise<DirectWriter> {
+    const stage = stages.pop() ?? { raw: Buffer.allocUnsafeSlow(STAGE + BLOCK), view: null };
+    try {
+      // Checked on every file, from the offset that worked last: one 4 KiB write, and the window is known good for the
+      // file system this file is on (their logical blocks differ, 512 B or 4 KiB).
+      stage.view = await findAlignedWindow(fh, stage.raw, stage.view ? stage.view.byteOffset - stage.raw.byteOffset : 0);
+    } catch (e) {
+      if (stages.length < KEEP) stages.push(stage);
+      throw e;
     }
-    // The last write was padded to a whole block; the file ends where the data does.
-    await fh.truncate(size);
+    return new DirectWriter(fh, stage, stage.view);
+  }
+
+  async append(data: Uint8Array): Promise<void> {
+    for (let o = 0; o < data.length; ) {
+      const take = Math.min(data.length - o, STAGE - this.fill);
+      this.view.set(data.subarray(o, o + take), this.fill);
+      this.fill += take;
+      o += take;
+      if (this.fill === STAGE) {
+        await writeFully(this.fh, this.view, STAGE, this.at);
+        this.at += STAGE;
+        this.fill = 0;
+      }
+    }
+  }
+
+  /** Writes what is staged and leaves the file exactly as long as what was appended; the writer is done. */
+  async end(): Promise<void> {
+    if (this.fill > 0) await writeFully(this.fh, this.view, Math.ceil(this.fill / BLOCK) * BLOCK, this.at);
+    // The last write was padded to a whole block (and the alignment probe wrote one): the file ends where the data does.
+    await this.fh.truncate(this.at + this.fill);
+    this.release();
+  }
+
+  /** Gives the staging buffer back; safe to call more than once, and after end(). */
+  release(): void {
+    if (this.stage && stages.length < KEEP) stages.push(this.stage);
+    this.stage = null;
+  }
+}
+
+/** Writes `parts` to the new, empty file open at `fh` (opened with O_DIRECT), leaving it exactly their length. */
+export async function writeDirect(fh: fs.FileHandle, parts: readonly Uint8Array[]): Promise<void> {
+  const w = await DirectWriter.start(fh);
+  try {
+    for (const p of parts) await w.append(p);
+    await w.end();
   } finally {
-    if (stage.view && stages.length < KEEP) stages.push(stage);
+    w.release();
   }
 }
 
 /**
- * Writes `first` (the file's first bytes, `padded` rounded up to a block)
- * at offset 0 from a window of `raw` that O_DIRECT accepts, trying the
- * offsets in turn; the window. EINVAL is what a misaligned address gets.
+ * The window of `raw` from which O_DIRECT accepts writes, found by writing
+ * a block of zeros at offset 0 of the new file from each candidate offset
+ * in turn (a misaligned address gets EINVAL); the file's real bytes
+ * overwrite it.
  */
-async function findAlignedWindow(fh: fs.FileHandle, raw: Buffer, first: Buffer, padded: number): Promise<Buffer> {
-  for (let at = 0; at < BLOCK; at += 16) {
+async function findAlignedWindow(fh: fs.FileHandle, raw: Buffer, first: number): Promise<Buffer> {
+  for (let i = -1; i < BLOCK / 16; i++) {
+    const at = i < 0 ? first : i * 16;
+    if (i >= 0 && at === first) continue;
     const view = raw.subarray(at, at + STAGE);
-    view.set(first);
+    view.fill(0, 0, BLOCK);
     try {
-      await writeFully(fh, view, padded, 0);
+      await writeFully(fh, view, BLOCK, 0);
       return view;
     } catch (e) {
       if (errnoCode(e) !== 'EINVAL') throw e;

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as https from 'node:https';
@@ -251,4 +252,21 @@ test('serve scrub re-hashes stored objects without a key and names the damaged o
   const rot = await stowage(['serve', '--data', server.dataDir, 'scrub'], env);
   t.is(rot.code, 13);
   t.regex(rot.stdout, new RegExp(`damaged: web: data/${victim}`));
+});
+
+test('a data pack is stored by the server byte for byte and around its page cache; one that fails its hash leaves nothing', async (t) => {
+  const server = await startTestServer(t);
+  const be = await server.backend('web', 'append');
+  await be.create();
+  for (const size of [1024 * 1024, 6 * 1024 * 1024 + 17]) {
+    const data = randomBytes(size);
+    await be.save({ type: 'data', name: sha(data) }, data);
+    const stored = path.join(server.dataDir, 'repos', 'web', 'data', sha(data).slice(0, 2), sha(data));
+    const cached = Number(execFileSync('fincore', ['--bytes', '--noheadings', '-o', 'RES', stored], { encoding: 'utf8' }).trim());
+    t.true(cached <= 4096, `${size} bytes: ${cached} in the page cache`);
+    t.true(fs.readFileSync(stored).equals(data), `${size} bytes`);
+  }
+  const big = randomBytes(5 * 1024 * 1024);
+  await t.throwsAsync(be.save({ type: 'data', name: sha(randomBytes(10)) }, big));
+  t.deepEqual(filesUnder(path.join(server.dataDir, 'repos', 'web', 'tmp')), []);
 });

@@ -95,7 +95,7 @@ export class LocalBackend implements Backend {
     try {
       const parts = bodyParts(data);
       const size = parts.reduce((n, p) => n + p.length, 0);
-      if (!(h.type === 'data' && size >= DIRECT_MIN && (await this.writeDirect(tmp, parts, size)))) {
+      if (!(h.type === 'data' && size >= DIRECT_MIN && (await this.writeDirect(tmp, parts)))) {
         const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE);
         try {
           await writeAll(fh, parts);
@@ -124,7 +124,7 @@ export class LocalBackend implements Backend {
    * fsyncs it; false, with no file left, where the file system does not
    * take O_DIRECT, which this backend then stops trying.
    */
-  private async writeDirect(tmp: string, parts: readonly Uint8Array[], size: number): Promise<boolean> {
+  private async writeDirect(tmp: string, parts: readonly Uint8Array[]): Promise<boolean> {
     if (O_DIRECT === undefined || !this.direct) return false;
     let fh: fs.FileHandle;
     try {
@@ -135,7 +135,7 @@ export class LocalBackend implements Backend {
       return false;
     }
     try {
-      await writeDirect(fh, parts, size);
+      await writeDirect(fh, parts);
       // O_DIRECT bypasses the page cache, not the drive's write cache, nor the file's metadata.
       await fh.sync();
     } catch (e) {
