@@ -81,12 +81,8 @@ class ZstdContext {
 
   static create(level: number): ZstdContext | null {
     const stream = createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 0 } });
-    const { _handle: handle, _writeState: state } = stream as unknown as { _handle?: NativeZstd; _writeState?: Uint32Array };
-    if (typeof handle?.writeSync !== 'function' || !(state instanceof Uint32Array)) {
-      stream.destroy();
-      return null;
-    }
-    return new ZstdContext(stream, handle, state);
+    const native = nativeOf(stream);
+    return native ? new ZstdContext(stream, native.handle, native.state) : null;
   }
 
   /**
@@ -107,6 +103,19 @@ class ZstdContext {
     }
     return out.length - outLeft!;
   }
+}
+
+/**
+ * The native handle of a zlib stream and the array where it reports what
+ * input and output room a write left (Node's internals, used as its own
+ * synchronous calls use them); null, with the stream destroyed, where this
+ * Node has them otherwise.
+ */
+function nativeOf(stream: ZstdCompress | ZstdDecompress): { handle: NativeZstd; state: Uint32Array } | null {
+  const { _handle: handle, _writeState: state } = stream as unknown as { _handle?: NativeZstd; _writeState?: Uint32Array };
+  if (typeof handle?.writeSync === 'function' && state instanceof Uint32Array) return { handle, state };
+  stream.destroy();
+  return null;
 }
 
 interface NativeZstd {
@@ -221,12 +230,8 @@ class ZstdDecoder {
 
   static create(): ZstdDecoder | null {
     const stream = createZstdDecompress();
-    const { _handle: handle, _writeState: state } = stream as unknown as { _handle?: NativeZstd; _writeState?: Uint32Array };
-    if (typeof handle?.writeSync !== 'function' || !(state instanceof Uint32Array)) {
-      stream.destroy();
-      return null;
-    }
-    return new ZstdDecoder(stream, handle, state);
+    const native = nativeOf(stream);
+    return native ? new ZstdDecoder(stream, native.handle, native.state) : null;
   }
 
   /** Decodes the whole of `frame` into `out`: the bytes written, or null unless the input was used up without error. */
