@@ -1,6 +1,6 @@
 /**
  * Writing a pack file around the page cache (O_DIRECT), for local
- * repositories.
+ * repositories and the server's filesystem store.
  *
  * A backup writes as many bytes as it reads, and nothing reads a pack back
  * soon. Through the page cache every written page is first allocated and
@@ -30,6 +30,8 @@ const KEEP = 4;
 
 /** The O_DIRECT flag where the platform has one. */
 export const O_DIRECT: number | undefined = (fsc as Record<string, number | undefined>)['O_DIRECT'];
+/** Data packs at least this large are written around the page cache; smaller objects are not worth it. */
+export const DIRECT_MIN = 1024 * 1024;
 
 /** A buffer with an aligned window `view` of STAGE bytes, found by trying writes (see findAlignedWindow). */
 interface Stage {
@@ -40,7 +42,7 @@ interface Stage {
 const stages: Stage[] = [];
 
 /** Why a direct write was not possible; the caller writes through the page cache instead. */
-export class DirectWriteUnsupported extends Error {}
+class DirectWriteUnsupported extends Error {}
 
 /**
  * Appends to a new, empty file opened with O_DIRECT, through an aligned
@@ -104,14 +106,30 @@ export class DirectWriter {
   }
 }
 
-/** Writes `parts` to the new, empty file open at `fh` (opened with O_DIRECT), leaving it exactly their length. */
-export async function writeDirect(fh: fs.FileHandle, parts: readonly Uint8Array[]): Promise<void> {
-  const w = await DirectWriter.start(fh);
+/**
+ * Creates the file at `path` (which must not exist) for writing with
+ * O_DIRECT and starts its writer; null, with no file left, where the file
+ * system refuses O_DIRECT (at the open, or on every probing write), which
+ * the caller then stops trying. Other errors are the open's own.
+ */
+export async function openDirect(path: string, mode: number): Promise<{ fh: fs.FileHandle; writer: DirectWriter } | null> {
+  if (O_DIRECT === undefined) return null;
+  let fh: fs.FileHandle;
   try {
-    for (const p of parts) await w.append(p);
-    await w.end();
-  } finally {
-    w.release();
+    fh = await fs.open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | O_DIRECT, mode);
+  } catch (e) {
+    if (errnoCode(e) !== 'EINVAL') throw e;
+    // Whether the refusal came before or after the file was made depends on the file system.
+    await fs.rm(path, { force: true });
+    return null;
+  }
+  try {
+    return { fh, writer: await DirectWriter.start(fh) };
+  } catch (e) {
+    await fh.close();
+    await fs.rm(path, { force: true });
+    if (e instanceof DirectWriteUnsupported) return null;
+    throw e;
   }
 }
 

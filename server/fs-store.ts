@@ -15,16 +15,13 @@ import type { Readable } from 'node:stream';
 import { type ObjectType, OBJECT_TYPES, isValidName } from '../core/backend.ts';
 import { ApiError, noRepository, notFound } from './errors.ts';
 import type { ListPage, ObjectKey, PutOutcome, Store, StoredObject } from './store.ts';
-import { DirectWriteUnsupported, DirectWriter, O_DIRECT } from '../core/direct-write.ts';
+import { DIRECT_MIN, type DirectWriter, openDirect } from '../core/direct-write.ts';
 import { syncDir, writeAll } from '../core/durable.ts';
-import { errnoCode } from '../core/errors.ts';
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 /** Bytes gathered before one writev: fewer syscalls than one per socket chunk. */
 const WRITE_BATCH = 1 << 20;
-/** Data packs at least this large are written around the page cache (see openUpload). */
-const DIRECT_MIN = 1024 * 1024;
 
 export class FsStore implements Store {
   private readonly root: string;
@@ -162,20 +159,12 @@ export class FsStore implements Store {
    * the body is read, and the upload then goes through the cache.
    */
   private async openUpload(tmp: string, wantDirect: boolean): Promise<{ fh: fs.FileHandle; direct: DirectWriter | null }> {
-    const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL;
-    if (wantDirect && this.direct && O_DIRECT !== undefined) {
-      let fh: fs.FileHandle | null = null;
-      try {
-        fh = await fs.open(tmp, flags | O_DIRECT, FILE_MODE);
-        return { fh, direct: await DirectWriter.start(fh) };
-      } catch (e) {
-        await fh?.close();
-        if (!(e instanceof DirectWriteUnsupported) && errnoCode(e) !== 'EINVAL') throw e;
-        this.direct = false;
-        await fs.rm(tmp, { force: true });
-      }
+    if (wantDirect && this.direct) {
+      const d = await openDirect(tmp, FILE_MODE);
+      if (d) return { fh: d.fh, direct: d.writer };
+      this.direct = false;
     }
-    return { fh: await fs.open(tmp, flags, FILE_MODE), direct: null };
+    return { fh: await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE), direct: null };
   }
 
   async stat(k: ObjectKey): Promise<StoredObject> {

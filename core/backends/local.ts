@@ -17,14 +17,12 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Backend, type Body, type ByteRange, type Handle, type ObjectInfo, type ObjectType, bodyParts, describe, isValidName, OBJECT_TYPES } from '../backend.ts';
 import { BackendError, IntegrityError, NoSpaceError, ObjectExistsError, ObjectNotFoundError, RepositoryExistsError, errnoCode, isStowageError } from '../errors.ts';
-import { DirectWriteUnsupported, O_DIRECT, writeDirect } from '../direct-write.ts';
+import { DIRECT_MIN, openDirect } from '../direct-write.ts';
 import { syncDir, writeAll } from '../durable.ts';
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 const TMP_PREFIX = '.tmp-';
-/** Data packs at least this large are written around the page cache (see writeDirect); smaller objects are not worth it. */
-const DIRECT_MIN = 1024 * 1024;
 
 /** Open pack files kept for range reads: a restore reads many blobs from each pack. */
 const OPEN_FILES = 32;
@@ -125,28 +123,22 @@ export class LocalBackend implements Backend {
    * take O_DIRECT, which this backend then stops trying.
    */
   private async writeDirect(tmp: string, parts: readonly Uint8Array[]): Promise<boolean> {
-    if (O_DIRECT === undefined || !this.direct) return false;
-    let fh: fs.FileHandle;
-    try {
-      fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | O_DIRECT, FILE_MODE);
-    } catch (e) {
-      if (errnoCode(e) !== 'EINVAL') throw e;
+    const direct = this.direct ? await openDirect(tmp, FILE_MODE) : null;
+    if (!direct) {
       this.direct = false;
       return false;
     }
+    const { fh, writer } = direct;
     try {
-      await writeDirect(fh, parts);
+      for (const p of parts) await writer.append(p);
+      await writer.end();
       // O_DIRECT bypasses the page cache, not the drive's write cache, nor the file's metadata.
       await fh.sync();
-    } catch (e) {
-      if (!(e instanceof DirectWriteUnsupported)) throw e;
-      this.direct = false;
     } finally {
+      writer.release();
       await fh.close();
     }
-    if (this.direct) return true;
-    await fs.rm(tmp, { force: true });
-    return false;
+    return true;
   }
 
   private async checkSame(h: Handle, target: string, data: Body): Promise<void> {
