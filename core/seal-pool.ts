@@ -10,7 +10,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { CompressionSettings } from './compression.ts';
-import { ownBuffer } from './buffer-pool.ts';
+import { copyOf, ownBuffer } from './buffer-pool.ts';
 import { ChunkArena, type Region } from './chunk-arena.ts';
 import type { Chunker } from './chunker.ts';
 import type { BlobType } from './envelope.ts';
@@ -501,8 +501,7 @@ function toWorkerStep(step: RestoreStepRequest, seq: number): RestoreStep {
       const { sealed, sealedOwned, ...rest } = step;
       // A copy to move unless the caller gave the bytes away: they may be shared (two files with the same blob,
       // read once), and a buffer moved to a worker is gone from this thread, or cannot be moved twice.
-      const whole = sealed && sealed.byteOffset === 0 && sealed.byteLength === sealed.buffer.byteLength && sealed.buffer instanceof ArrayBuffer;
-      const moved = sealed ? (sealedOwned && whole ? (sealed.buffer as ArrayBuffer) : copyOf(sealed)) : undefined;
+      const moved = sealed ? (sealedOwned ? ownBuffer(sealed) : copyOf(sealed)) : undefined;
       return { ...rest, seq, id: standalone(step.id), key: standalone(step.key), ...(moved ? { sealed: moved } : {}) };
     }
     case 'finish':
@@ -511,12 +510,6 @@ function toWorkerStep(step: RestoreStepRequest, seq: number): RestoreStep {
 }
 
 /** A copy of the bytes in an ArrayBuffer of its own. */
-function copyOf(b: Uint8Array): ArrayBuffer {
-  const ab = new ArrayBuffer(b.byteLength);
-  new Uint8Array(ab).set(b);
-  return ab;
-}
-
 /** A copy with its own small ArrayBuffer. */
 function standalone(b: Uint8Array): Buffer {
   const c = Buffer.allocUnsafeSlow(b.length);
