@@ -58,72 +58,53 @@ let samples: Buffer | null = null;
 const sampleBuffer = (): Buffer => (samples ??= Buffer.allocUnsafeSlow(SAMPLE * SAMPLES));
 
 /**
- * A zstd context that compresses one whole input per call into a frame
- * with its content size, the same bytes zstdCompressSync makes (pinned by
- * test/compression.test.ts). It drives the native handle of Node's
- * ZstdCompress stream, which is not public API; where a Node lacks it,
- * zstdFrame falls back to zstdCompressSync.
+ * A zlib stream driven through its native handle, one whole synchronous
+ * write at a time, as Node's own synchronous calls drive it (its handle and
+ * write-state array are not public API; a Node that builds its streams
+ * otherwise gets null from `of`, and the one-shot calls instead). This lets
+ * one zstd context serve every blob of a thread. An error destroys the
+ * stream, and closes its handle, during the write that caused it; it is
+ * never written again after that.
  */
-class ZstdContext {
-  private readonly stream: ZstdCompress;
+class KeptStream {
+  private readonly stream: ZstdCompress | ZstdDecompress;
   private readonly handle: NativeZstd;
   private readonly state: Uint32Array;
-  private failure: unknown = null;
 
-  private constructor(stream: ZstdCompress, handle: NativeZstd, state: Uint32Array) {
+  private constructor(stream: ZstdCompress | ZstdDecompress, handle: NativeZstd, state: Uint32Array) {
     this.stream = stream;
     this.handle = handle;
     this.state = state;
-    stream.on('error', (e) => {
-      this.failure = e;
-    });
+    // Seen through `destroyed` right after the write; this only keeps it from being an unhandled 'error' event.
+    stream.on('error', () => {});
   }
 
-  static create(level: number): ZstdContext | null {
-    const stream = createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 0 } });
-    const native = nativeOf(stream);
-    return native ? new ZstdContext(stream, native.handle, native.state) : null;
+  static of(stream: ZstdCompress | ZstdDecompress): KeptStream | null {
+    const { _handle: handle, _writeState: state } = stream as unknown as { _handle?: NativeZstd; _writeState?: Uint32Array };
+    if (typeof handle?.writeSync === 'function' && state instanceof Uint32Array) return new KeptStream(stream, handle, state);
+    stream.destroy();
+    return null;
   }
 
-  /**
-   * Compresses `data` as one frame into `out`; the frame's length, or null
-   * when the context failed (it is then unusable). With `out` at least
-   * compressBound(data.length) long the frame always fits, so the context
-   * is never left inside a frame.
-   */
-  frame(data: Uint8Array, out: Uint8Array): number | null {
-    if (this.failure || this.stream.destroyed) return null;
-    this.handle.writeSync(constants.ZSTD_e_end, data, 0, data.length, out, 0, out.length);
-    const [outLeft, inLeft] = this.state;
-    // An error destroys the stream (and closes the handle) during the call; a closed handle must not be used again.
-    if (this.failure || this.stream.destroyed || inLeft !== 0 || outLeft === 0) {
-      this.failure ??= new Error('zstd did not finish the frame');
-      this.stream.destroy();
-      return null;
-    }
-    return out.length - outLeft!;
+  /** Writes all of `input`, ending the frame, into `out`: the room left in each, or null if the stream failed. */
+  write(input: Uint8Array, out: Uint8Array): { outLeft: number; inLeft: number } | null {
+    if (this.stream.destroyed) return null;
+    this.handle.writeSync(constants.ZSTD_e_end, input, 0, input.length, out, 0, out.length);
+    return this.stream.destroyed ? null : { outLeft: this.state[0]!, inLeft: this.state[1]! };
   }
-}
 
-/**
- * The native handle of a zlib stream and the array where it reports what
- * input and output room a write left (Node's internals, used as its own
- * synchronous calls use them); null, with the stream destroyed, where this
- * Node has them otherwise.
- */
-function nativeOf(stream: ZstdCompress | ZstdDecompress): { handle: NativeZstd; state: Uint32Array } | null {
-  const { _handle: handle, _writeState: state } = stream as unknown as { _handle?: NativeZstd; _writeState?: Uint32Array };
-  if (typeof handle?.writeSync === 'function' && state instanceof Uint32Array) return { handle, state };
-  stream.destroy();
-  return null;
+  /** For a stream left inside a frame: it is not used again. */
+  close(): void {
+    this.stream.destroy();
+  }
 }
 
 interface NativeZstd {
   writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
 }
 
-/** This thread's contexts, by level (a backup uses two: the repository's level and 1 for samples). */
-const contexts = new Map<number, ZstdContext | null>();
+/** This thread's compression contexts, by level (a backup uses two: the repository's level and 1 for samples). */
+const contexts = new Map<number, KeptStream | null>();
 let output: Buffer | null = null;
 
 /** zstd's ZSTD_compressBound: the largest frame an input of `n` bytes compresses to. */
@@ -131,20 +112,29 @@ export function compressBound(n: number): number {
   return n + (n >>> 8) + (n < 128 * 1024 ? (128 * 1024 - n) >>> 11 : 0);
 }
 
-/** `data` as one zstd frame, in this thread's output buffer (see Compressed.body); null if zstd failed. */
+/**
+ * `data` as one zstd frame with its content size (the bytes zstdCompressSync
+ * makes, pinned by test/compression.test.ts), in this thread's output
+ * buffer (see Compressed.body); null if zstd failed.
+ */
 function zstdFrame(level: number, data: Uint8Array): Uint8Array | null {
   let ctx = contexts.get(level);
-  if (ctx === undefined) contexts.set(level, (ctx = ZstdContext.create(level)));
+  if (ctx === undefined) {
+    ctx = KeptStream.of(createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 0 } }));
+    contexts.set(level, ctx);
+  }
   if (ctx === null) return oneShot(level, data);
   const need = compressBound(data.length) + 64;
   if (!output || output.length < need) output = Buffer.allocUnsafeSlow(Math.max(need, 256 * 1024));
-  const n = ctx.frame(data, output);
-  if (n === null) {
-    // A failed context is dropped; the next blob gets a new one.
+  const r = ctx.write(data, output);
+  // With the output compressBound long the frame always fits: anything else leaves the context unusable. A failed
+  // context is dropped; the next blob gets a new one.
+  if (!r || r.inLeft !== 0 || r.outLeft === 0) {
+    ctx.close();
     contexts.delete(level);
     return null;
   }
-  return output.subarray(0, n);
+  return output.subarray(0, output.length - r.outLeft);
 }
 
 function oneShot(level: number, data: Uint8Array): Uint8Array {
@@ -187,16 +177,18 @@ export function decompressLent(codec: number, body: Uint8Array, maxLength: numbe
   const size = frameContentSize(body);
   if (size === null || size > maxLength) return decompress(codec, body, maxLength);
   if (!decodeOutput || decodeOutput.length < size) decodeOutput = Buffer.allocUnsafeSlow(Math.max(size, 256 * 1024));
-  decoder ??= ZstdDecoder.create();
-  const n = decoder?.frame(body, decodeOutput.subarray(0, size)) ?? null;
+  decoder ??= KeptStream.of(createZstdDecompress());
+  const n = decoder ? decodeFrame(decoder, body, decodeOutput.subarray(0, size)) : null;
   if (n === size) return decodeOutput.subarray(0, size);
   // Failed, or not one whole frame: the context may be mid-frame or closed, so it goes; the one-shot path decides.
+  decoder?.close();
   decoder = null;
   return decompress(codec, body, maxLength);
 }
 
-let decoder: ZstdDecoder | null | undefined;
+let decoder: KeptStream | null | undefined;
 const NO_INPUT = Buffer.alloc(0);
+const PROBE = Buffer.alloc(1);
 let decodeOutput: Buffer | null = null;
 
 /** The content size a zstd frame's header declares (RFC 8878, 3.1.1.1), or null if it declares none. */
@@ -214,39 +206,14 @@ export function frameContentSize(frame: Uint8Array): number | null {
   return fcsBytes === 2 ? v + 256 : v;
 }
 
-/** A kept zstd decoding context, driven like ZstdContext; an error closes it for good. */
-class ZstdDecoder {
-  private readonly stream: ZstdDecompress;
-  private readonly handle: NativeZstd;
-  private readonly state: Uint32Array;
-
-  private constructor(stream: ZstdDecompress, handle: NativeZstd, state: Uint32Array) {
-    this.stream = stream;
-    this.handle = handle;
-    this.state = state;
-    // The error is seen through `destroyed` right after the call that caused it.
-    stream.on('error', () => {});
-  }
-
-  static create(): ZstdDecoder | null {
-    const stream = createZstdDecompress();
-    const native = nativeOf(stream);
-    return native ? new ZstdDecoder(stream, native.handle, native.state) : null;
-  }
-
-  /** Decodes the whole of `frame` into `out`: the bytes written, or null unless the input was used up without error. */
-  frame(frame: Uint8Array, out: Uint8Array): number | null {
-    if (this.stream.destroyed) return null;
-    this.handle.writeSync(constants.ZSTD_e_end, frame, 0, frame.length, out, 0, out.length);
-    const [outLeft, inLeft] = this.state;
-    if (this.stream.destroyed || inLeft !== 0) return null;
-    // The frame must have ended, too: one that holds more than its header declared stops when `out` is full, and
-    // would leave the context mid-frame for the next. Asked for one more byte from no input, an ended frame gives none.
-    // (Resetting the context instead would cost a new one: Node's reset frees and rebuilds it.)
-    this.handle.writeSync(constants.ZSTD_e_end, NO_INPUT, 0, 0, this.probe, 0, 1);
-    if (this.stream.destroyed || this.state[0] !== 1) return null;
-    return out.length - outLeft!;
-  }
-
-  private readonly probe = Buffer.alloc(1);
+/** Decodes the whole of `frame` into `out`: the bytes written, or null unless the input was used up, without error, by one frame. */
+function decodeFrame(d: KeptStream, frame: Uint8Array, out: Uint8Array): number | null {
+  const r = d.write(frame, out);
+  if (!r || r.inLeft !== 0) return null;
+  // The frame must have ended, too: one that holds more than its header declared stops when `out` is full, and
+  // would leave the context mid-frame for the next. Asked for one more byte from no input, an ended frame gives none.
+  // (Resetting the context instead would cost a new one: Node's reset frees and rebuilds it.)
+  const probe = d.write(NO_INPUT, PROBE);
+  if (!probe || probe.outLeft !== 1) return null;
+  return out.length - r.outLeft;
 }
