@@ -94,7 +94,11 @@ export function openBlob(key: Uint8Array, type: BlobType, id: Uint8Array, sealed
  * (under the ID key): the plaintext, or which check it failed.
  */
 export function openVerifiedBlob(idKey: Uint8Array, key: Uint8Array, type: BlobType, id: Buffer, sealed: Uint8Array, checkId = true): Buffer | 'decrypt' | 'id' {
-  const plain = openBlob(key, type, id, sealed);
+  return checked(idKey, id, openBlob(key, type, id, sealed), checkId);
+}
+
+/** An opened plaintext (null: it did not open) as the outcome of the checks it must pass. */
+function checked<T extends Uint8Array>(idKey: Uint8Array, id: Buffer, plain: T | null, checkId: boolean): T | 'decrypt' | 'id' {
   if (!plain) return 'decrypt';
   return !checkId || blobId(idKey, plain).equals(id) ? plain : 'id';
 }
@@ -110,10 +114,7 @@ export function openVerifiedBlobLent(idKey: Uint8Array, key: Uint8Array, type: B
   if (n < 1) return 'decrypt';
   if (!openedLent || openedLent.length < n) openedLent = Buffer.allocUnsafeSlow(Math.max(n, 256 * 1024));
   const framed = openInto(key, sealed, blobAd(type, id), openedLent);
-  if (!framed) return 'decrypt';
-  const plain = decompressLent(framed[0]!, framed.subarray(1), MAX_BLOB_PLAINTEXT);
-  if (!plain) return 'decrypt';
-  return !checkId || blobId(idKey, plain).equals(id) ? plain : 'id';
+  return checked(idKey, id, framed ? decompressLent(framed[0]!, framed.subarray(1), MAX_BLOB_PLAINTEXT) : null, checkId);
 }
 
 let openedLent: Buffer | null = null;

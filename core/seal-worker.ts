@@ -266,12 +266,14 @@ function finishPack(open: OpenPack, init: SealWorkerInit, slot: KeySlot): PackMe
 }
 
 /**
- * Opened blobs (restore, check), zstd's output and, with the WebAssembly
- * libsodium, each slice Node's cipher encrypts come back in new buffers,
- * which are garbage as soon as they are written or copied into the pack; V8
- * collects such buffers only after tens of MiB of them, and until then they
- * stay resident. A young-generation collection every few MiB sealed or
- * opened costs well under a millisecond and keeps them from adding up.
+ * Blobs opened for the main thread ('open') and, with the WebAssembly
+ * libsodium, each slice Node's cipher encrypts or decrypts come back in new
+ * buffers, which are garbage as soon as they are handed over or copied into
+ * the pack (zstd's output and the blobs a restore or check opens are not:
+ * they go to this thread's buffers); V8 collects such buffers only after
+ * tens of MiB of them, and until then they stay resident. A young-generation
+ * collection every few MiB sealed or opened costs well under a millisecond
+ * and keeps them from adding up.
  */
 function youngCollector(): (bytes: number) => void {
   setFlagsFromString('--expose-gc');
