@@ -4,9 +4,9 @@ import { readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { LocalBackend } from '../core/backends/local.ts';
 import { backendSuite } from './helpers/backend-suite.ts';
+import { cachedBytes, leftoverTemps } from './helpers/files.ts';
 import { tempDir } from './helpers/tmp.ts';
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statfsSync } from 'node:fs';
 
 backendSuite(test, 'local directory', async (t) => {
@@ -36,11 +36,6 @@ test('a repository is not created in a directory that holds other files', async 
   await t.throwsAsync(new LocalBackend(other).create(), { message: /not empty/ });
 });
 
-/** Bytes of `file` in the page cache (util-linux fincore). */
-function cachedBytes(file: string): number {
-  return Number(execFileSync('fincore', ['--bytes', '--noheadings', '-o', 'RES', file], { encoding: 'utf8' }).trim());
-}
-
 /** A pack-sized body in uneven parts, as a seal worker hands it over; sizes around the 4 MiB staging window. */
 function packParts(size: number): Buffer[] {
   const whole = randomBytes(size);
@@ -67,7 +62,7 @@ test('data packs are written around the page cache, byte for byte, whatever thei
     t.true(cachedBytes(file) <= 4096, `${size} bytes: ${cachedBytes(file)} cached`);
     t.true(readFileSync(file).equals(whole), `${size} bytes`);
   }
-  t.deepEqual((await readdir(path.join(dir, 'data'), { recursive: true })).filter((f) => f.includes('.tmp-')), []);
+  t.deepEqual(leftoverTemps(path.join(dir, 'data')), []);
 });
 
 test('where the file system refuses O_DIRECT (tmpfs), packs are written through the cache instead', async (t) => {

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { LocalBackend } from '../core/backends/local.ts';
 import { NoSpaceError, errnoCode } from '../core/errors.ts';
 import { stowage } from './helpers/cli.ts';
+import { leftoverTemps } from './helpers/files.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 /**
@@ -33,10 +34,6 @@ async function smallDisk(t: ExecutionContext, mib: number): Promise<string | nul
   return mnt;
 }
 
-function tempFilesUnder(dir: string): string[] {
-  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => path.basename(f).startsWith('.tmp-'));
-}
-
 test('a full repository disk fails the backup with its own exit code and message, keeps the repository valid, and the next backup after freeing space succeeds', async (t) => {
   const mnt = await smallDisk(t, 48);
   if (!mnt) return;
@@ -54,7 +51,7 @@ test('a full repository disk fails the backup with its own exit code and message
   t.is(full.code, 16, full.stderr);
   t.regex(full.stderr, /no space left on the repository's disk while writing data\/[0-9a-f]{64}; free space and run again/);
   t.notRegex(full.stderr, /bug/);
-  t.deepEqual(tempFilesUnder(repo), [], 'no partial pack is left');
+  t.deepEqual(leftoverTemps(repo), [], 'no partial pack is left');
 
   // What the repository held before is whole: check reads every pack, and the first snapshot restores.
   const check = await stowage(['check', '--read-data', '--repo', repo]);
