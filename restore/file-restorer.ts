@@ -16,7 +16,7 @@
  */
 import * as fss from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { BackendError, IntegrityError, UnsafePathError, errnoCode, isStowageError } from '../core/errors.ts';
+import { BackendError, IntegrityError, NoSpaceError, UnsafePathError, errnoCode, isStowageError } from '../core/errors.ts';
 import { type Counters, type ProgressReporter, newCounters, silentProgress } from '../core/progress.ts';
 import type { Repository } from '../core/repository.ts';
 import { blobIntegrityError, mapLimit } from '../core/repository.ts';
@@ -219,13 +219,23 @@ class FileRestorer {
     const assigned = pool.assignFile(job.node.size ?? 0);
     const worker = assigned.worker;
     const file = pool.newFile();
-    const created = pool.restoreStep(worker, { kind: 'create', file, path: job.path });
+    const created = pool.restoreStep(worker, { kind: 'create', file, path: job.path, size: job.node.size ?? 0 });
     const reads = repo.remote && !preloaded ? new PackReads(repo, ids) : null;
     const ahead = reads ? new ReadAhead(ids.length, BLOB_PREFETCH, (i) => reads.sealed(ids[i]!)) : null;
     const sent: { id: string; pack: string; outcome: Promise<RestoreOutcome> }[] = [];
     let pos = 0;
     let stop: { at: number; error: Error } | null = null;
     let settled = 0;
+    // Closes the file whatever happened before; it sets the metadata too, which a file cut short gets as well.
+    let finished: Promise<RestoreOutcome> | null = null;
+    const finish = (): Promise<RestoreOutcome> =>
+      (finished ??= pool.restoreStep(worker, {
+        kind: 'finish',
+        file,
+        ...(this.owners ? { owner: { uid: job.node.uid, gid: job.node.gid } } : {}),
+        mode: job.node.mode,
+        mtime: nsToSeconds(job.node.mtime),
+      }));
     // Takes the blobs' outcomes in order, up to (not including) blob n.
     const settleUpTo = async (n: number): Promise<void> => {
       for (; settled < n; settled++) {
@@ -269,27 +279,32 @@ class FileRestorer {
         }
         sent.push({ id, pack, outcome: pool.restoreStep(worker, step) });
       }
+      // Sent before the blobs' outcomes are in: a worker that has written a small file's only blob closes it at once,
+      // without a round trip to this thread in between (the worker skips the blobs after a failed one by itself).
+      // (Awaited below; a failure of the pool itself is reported there.)
+      if (!stop) finish().catch(() => {});
       await settleUpTo(sent.length);
     } finally {
       await ahead?.settled();
-      // Closes the file whatever happened before; it sets the metadata too, which a file cut short gets as well.
-      const node = job.node;
-      const finished = await pool.restoreStep(worker, {
-        kind: 'finish',
-        file,
-        ...(this.owners ? { owner: { uid: node.uid, gid: node.gid } } : {}),
-        mode: node.mode,
-        mtime: nsToSeconds(node.mtime),
-      });
+      const closed = await finish();
       assigned.done();
       const c = await created;
-      if ('stage' in c) throw outcomeError(c, '', '');
-      if ('problem' in finished && finished.problem) this.problem(job.display, `metadata not fully restored: ${finished.problem}`);
+      if ('stage' in c) {
+        const e = outcomeError(c, '', '');
+        if (errnoCode(e) === 'ENOSPC') throw new NoSpaceError(`no space left on the target's disk to create ${job.display}; free space and run the restore again`);
+        throw e;
+      }
+      if ('problem' in closed && closed.problem) this.problem(job.display, `metadata not fully restored: ${closed.problem}`);
+      // The last bytes of a file written around the page cache go out at the close: it holds only what made it.
+      if ('stage' in closed) stop = { at: Math.min(closed.at, stop?.at ?? closed.at), error: stop?.error ?? outcomeError(closed, '', '') };
     }
     const failure = stop as { at: number; error: Error } | null;
     if (failure) {
-      if (!isStowageError(failure.error) || endsTheRun(failure.error)) throw failure.error;
-      this.problem(job.display, `${failure.error.message}; the file holds only the ${failure.at} bytes verified before it`, true, failure.error.code);
+      const e = failure.error;
+      // Every file after this one would fail the same way: the run ends, saying how to go on.
+      if (errnoCode(e) === 'ENOSPC') throw new NoSpaceError(`no space left on the target's disk while writing ${job.display}, which holds only the ${failure.at} bytes before it; free space and run the restore again`);
+      if (!(isStowageError(e) || errnoCode(e)) || endsTheRun(e)) throw e;
+      this.problem(job.display, `${e.message}; the file holds only the ${failure.at} bytes verified before it`, true, errnoCode(e));
       return;
     }
     this.counters.files++;

@@ -4,10 +4,10 @@ import { readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { LocalBackend } from '../core/backends/local.ts';
 import { backendSuite } from './helpers/backend-suite.ts';
-import { cachedBytes, leftoverTemps } from './helpers/files.ts';
+import { cachedBytes, directRefusingDir, leftoverTemps } from './helpers/files.ts';
 import { tempDir } from './helpers/tmp.ts';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statfsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 
 backendSuite(test, 'local directory', async (t) => {
   const be = new LocalBackend(path.join(await tempDir(t), 'repo'));
@@ -65,10 +65,9 @@ test('data packs are written around the page cache, byte for byte, whatever thei
   t.deepEqual(leftoverTemps(path.join(dir, 'data')), []);
 });
 
-test('where the file system refuses O_DIRECT (tmpfs), packs are written through the cache instead', async (t) => {
-  if (!existsSync('/dev/shm') || statfsSync('/dev/shm').type !== 0x01021994) return t.pass('no tmpfs at /dev/shm here');
-  const root = mkdtempSync('/dev/shm/stowage-test-');
-  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+test('where the file system refuses O_DIRECT (ramfs), packs are written through the cache instead', async (t) => {
+  const root = await directRefusingDir(t);
+  if (!root) return;
   for (const opts of [{}, { directWrites: false }]) {
     const dir = path.join(root, `repo-${Object.keys(opts).length}`);
     const be = new LocalBackend(dir, opts);

@@ -95,3 +95,25 @@ test('a disk too full for a new pack directory is the same no-space error as one
   t.regex(e!.message, new RegExp(`data/${name}`));
   t.false(fs.existsSync(be.filePath({ type: 'data', name })));
 });
+
+test('a restore target that fills up ends the restore with the no-space exit code and message; the file cut short holds only verified bytes', async (t) => {
+  const mnt = await smallDisk(t, 24);
+  if (!mnt) return;
+  const src = path.join(await tempDir(t), 'src');
+  fs.mkdirSync(src);
+  // Random data: 40 MiB cannot fit on 24.
+  const big = randomBytes(40 * 1024 * 1024);
+  fs.writeFileSync(path.join(src, 'big.bin'), big);
+  fs.writeFileSync(path.join(src, 'small.txt'), 'small\n');
+  const repo = path.join(await tempDir(t), 'repo');
+  t.is((await stowage(['init', '--repo', repo])).code, 0);
+  t.is((await stowage(['backup', '--repo', repo, src])).code, 0);
+
+  const r = await stowage(['restore', '--repo', repo, 'latest', '--target', mnt]);
+  t.is(r.code, 16, r.stdout + r.stderr);
+  t.regex(r.stderr, /no space left on the target's disk while writing \/.*big\.bin, which holds only the \d+ bytes before it; free space and run the restore again/);
+  t.notRegex(r.stderr, /bug/);
+  const restored = fs.readFileSync(path.join(mnt, src, 'big.bin'));
+  t.true(restored.length > 0 && restored.length < big.length, `${restored.length} bytes restored`);
+  t.true(restored.equals(big.subarray(0, restored.length)));
+});
