@@ -184,19 +184,27 @@ export class DirectWriter {
 }
 
 /**
- * DirectWriter's twin for a thread that works synchronously (a restore's
- * worker writes each file from one thread, with no event loop turn between
- * a blob's check and its write): the same staging, over a file descriptor.
+ * DirectWriter's twin for a restore's worker thread, over a file
+ * descriptor: it writes behind. A full window goes out on libuv's threads
+ * while the thread fills a second one and opens the next blobs; it waits
+ * only when that one is full too and the write before has not finished (a
+ * cold 1 GiB restore's workers each spent about 0.7 s waiting on their
+ * writes before). The alignment probe is synchronous: one 4 KiB write.
  */
-export class DirectFileSync {
+export class DirectAppender {
   private readonly fd: number;
-  private stage: Stage | null;
-  private readonly out: Appender;
+  /** The window being filled, and the other one (being written, or free). */
+  private filling: { stage: Stage; out: Appender };
+  private spare: Stage | null;
+  /** The write in flight (at most one: writes land in order) and the offset it ends at. */
+  private inFlight: Promise<void> | null = null;
+  /** Bytes surely on disk, from the start of the file. */
+  private done = 0;
 
   private constructor(fd: number, stage: Stage, view: Buffer) {
     this.fd = fd;
-    this.stage = stage;
-    this.out = new Appender(view);
+    this.filling = { stage, out: new Appender(view) };
+    this.spare = null;
   }
 
   /**
@@ -205,19 +213,14 @@ export class DirectFileSync {
    * writes through the cache: the probe left 4 KiB of zeros, which its
    * first write covers or end() cuts).
    */
-  static start(fd: number): DirectFileSync | null {
+  static start(fd: number): DirectAppender | null {
     const stage = Stage.take();
-    for (const view of stage.candidates()) {
-      try {
-        writeFullySync(fd, view, BLOCK, 0);
-        stage.view = view;
-        return new DirectFileSync(fd, stage, view);
-      } catch (e) {
-        if (errnoCode(e) !== 'EINVAL') {
-          stage.give();
-          throw e;
-        }
-      }
+    try {
+      const view = probeWindow(fd, stage, 0);
+      if (view) return new DirectAppender(fd, stage, view);
+    } catch (e) {
+      stage.give();
+      throw e;
     }
     stage.give();
     return null;
@@ -225,38 +228,109 @@ export class DirectFileSync {
 
   /** Bytes on disk for certain: what went out before any failure. */
   get written(): number {
-    return this.out.at;
+    return this.done;
   }
 
-  append(data: Uint8Array): void {
-    const out = this.out;
+  /** Copies `data` in before it returns or first waits; throws the error of a write that failed. */
+  async append(data: Uint8Array): Promise<void> {
     for (let o = 0; o < data.length; ) {
-      o = out.stage(data, o);
-      if (out.full) {
-        writeFullySync(this.fd, out.view, STAGE, out.at);
-        out.advance();
-      }
+      o = this.filling.out.stage(data, o);
+      if (this.filling.out.full) await this.rotate();
     }
   }
 
-  /** Writes what is staged and cuts the file to what was appended. */
-  end(): void {
-    const out = this.out;
-    if (out.fill > 0) writeFullySync(this.fd, out.view, out.padded, out.at);
-    fss.ftruncateSync(this.fd, out.length);
+  /** Writes what is staged, waits for every write, and cuts the file to what was appended. */
+  async end(): Promise<void> {
+    await this.settle();
+    const out = this.filling.out;
+    if (out.fill > 0) await writeAt(this.fd, out.view, out.padded, out.at);
+    await truncate(this.fd, out.length);
+    this.done = out.length;
     this.release();
   }
 
-  /** After a failed write: drops what is staged and cuts the file to what is certainly on disk. */
-  abandon(): void {
+  /** After a failure: drops what is staged and cuts the file to what is surely on disk. */
+  async abandon(): Promise<void> {
+    await this.settle().catch(() => {});
     this.release();
-    fss.ftruncateSync(this.fd, this.out.at);
+    await truncate(this.fd, this.done);
+  }
+
+  /** Sends the full window out and goes on in the other, once the write before has finished. */
+  private async rotate(): Promise<void> {
+    await this.settle();
+    const { stage, out } = this.filling;
+    const end = out.at + STAGE;
+    // The second window, the first time: probed where its bytes will go.
+    let next = this.spare;
+    let view = next?.view ?? null;
+    if (!next) {
+      next = Stage.take();
+      view = probeWindow(this.fd, next, end);
+      if (!view) {
+        next.give();
+        throw new DirectWriteUnsupported('a second staging buffer found no offset that O_DIRECT accepts');
+      }
+    }
+    this.spare = null;
+    this.inFlight = writeAt(this.fd, out.view, STAGE, out.at).then(() => {
+      this.done = end;
+      this.spare = stage;
+    });
+    const following = new Appender(view!);
+    following.at = end;
+    this.filling = { stage: next, out: following };
+  }
+
+  /** Waits for the write in flight; throws its error. */
+  private async settle(): Promise<void> {
+    const w = this.inFlight;
+    this.inFlight = null;
+    if (w) await w;
   }
 
   private release(): void {
-    this.stage?.give();
-    this.stage = null;
+    this.filling.stage.give();
+    this.spare?.give();
+    this.spare = null;
   }
+}
+
+/**
+ * The window of `stage` that O_DIRECT accepts for `fd`, found by writing
+ * 4 KiB of zeros at `position` from each candidate (synchronously): where
+ * the file's own bytes will go, so they overwrite the zeros or end() cuts
+ * them off. Null where every candidate is refused.
+ */
+function probeWindow(fd: number, stage: Stage, position: number): Buffer | null {
+  for (const view of stage.candidates()) {
+    try {
+      writeFullySync(fd, view, BLOCK, position);
+      stage.view = view;
+      return view;
+    } catch (e) {
+      if (errnoCode(e) !== 'EINVAL') throw e;
+    }
+  }
+  return null;
+}
+
+function writeAt(fd: number, buf: Buffer, length: number, position: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (done: number): void => {
+      if (done === length) return resolve();
+      fss.write(fd, buf, done, length - done, position + done, (e, n) => {
+        if (e) return reject(e);
+        if (n === 0) return reject(noProgress());
+        step(done + n);
+      });
+    };
+    step(0);
+  });
+}
+
+function truncate(fd: number, length: number): Promise<void> {
+  return new Promise((resolve, reject) => fss.ftruncate(fd, length, (e) => (e ? reject(e) : resolve())));
 }
 
 /**

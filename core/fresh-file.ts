@@ -5,7 +5,7 @@
  * something the target already held.
  */
 import * as fs from 'node:fs';
-import { DIRECT_MIN, DirectFileSync, O_DIRECT } from './direct-write.ts';
+import { DIRECT_MIN, DirectAppender, O_DIRECT } from './direct-write.ts';
 import { errnoCode } from './errors.ts';
 
 const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
@@ -33,7 +33,7 @@ export function createFresh(p: Buffer, extraFlags = 0): number {
  * more is written around the page cache (core/direct-write.ts) where the
  * file system allows it, and through the cache otherwise.
  */
-export function createRestored(p: Buffer, size: number): { fd: number; direct: DirectFileSync | null } {
+export function createRestored(p: Buffer, size: number): { fd: number; direct: DirectAppender | null } {
   if (size >= DIRECT_MIN && O_DIRECT !== undefined) {
     let fd: number | null = null;
     try {
@@ -43,9 +43,9 @@ export function createRestored(p: Buffer, size: number): { fd: number; direct: D
       if (errnoCode(e) !== 'EINVAL') throw e;
     }
     if (fd !== null) {
-      let direct: DirectFileSync | null;
+      let direct: DirectAppender | null;
       try {
-        direct = DirectFileSync.start(fd);
+        direct = DirectAppender.start(fd);
       } catch (e) {
         fs.closeSync(fd);
         throw e;

@@ -17,7 +17,7 @@ import { ownBuffer } from './buffer-pool.ts';
 import type { CompressionSettings } from './compression.ts';
 import { blobId, initCrypto } from './crypto.ts';
 import { type BlobType, openVerifiedBlob, openVerifiedBlobLent, sealBlobInto, sealedBlobMax } from './envelope.ts';
-import type { DirectFileSync } from './direct-write.ts';
+import type { DirectAppender } from './direct-write.ts';
 import { createRestored } from './fresh-file.ts';
 import { type KeySlot, layOut, packTail, packTailMaxSize } from './pack.ts';
 
@@ -383,7 +383,7 @@ class ReadBuffers {
 interface RestoringFile {
   readonly fd: number;
   /** Set for a file written around the page cache. */
-  readonly direct: DirectFileSync | null;
+  readonly direct: DirectAppender | null;
   /** Bytes verified and written (or, direct, staged). */
   pos: number;
   /** A blob failed: later ones are skipped. */
@@ -397,14 +397,14 @@ interface RestoringFile {
  * length; after a failed write, cuts it to what is surely on disk. Returns
  * what was lost when the last write fails.
  */
-function finishDirect(f: RestoringFile, direct: DirectFileSync): { error: string; code?: string; at: number } | null {
+async function finishDirect(f: RestoringFile, direct: DirectAppender): Promise<{ error: string; code?: string; at: number } | null> {
   try {
-    if (f.writeFailed) direct.abandon();
-    else direct.end();
+    if (f.writeFailed) await direct.abandon();
+    else await direct.end();
     return null;
   } catch (e) {
     try {
-      direct.abandon();
+      await direct.abandon();
     } catch {
       // The file is reported as cut short either way.
     }
@@ -464,7 +464,7 @@ if (parentPort) {
    * `read`: for a blob of a local pack, its bytes read ahead (or why they
    * could not be); without it, the blob is read here and now.
    */
-  const restoreStep = (step: RestoreStep, read?: Buffer | Error): RestoreOutcome => {
+  const restoreStep = async (step: RestoreStep, read?: Buffer | Error): Promise<RestoreOutcome> => {
     const f = files.get(step.file);
     if (step.kind === 'create') {
       try {
@@ -478,7 +478,7 @@ if (parentPort) {
     if (step.kind === 'finish') {
       if (!f) return { seq: step.seq, finished: true };
       files.delete(step.file);
-      const lost = f.direct ? finishDirect(f, f.direct) : null;
+      const lost = f.direct ? await finishDirect(f, f.direct) : null;
       let problem: string | undefined;
       try {
         if (step.owner) fs.fchownSync(f.fd, step.owner.uid, step.owner.gid);
@@ -502,7 +502,8 @@ if (parentPort) {
         return { seq: step.seq, failure: plain, at: f.pos };
       }
       stage = 'write';
-      if (f.direct) f.direct.append(plain);
+      // `plain` is lent until the next blob is opened: append copies it before that (batches go one step at a time).
+      if (f.direct) await f.direct.append(plain);
       else writeFully(f.fd, plain, f.pos);
       f.pos += plain.length;
       collectAfter(plain.length);
@@ -578,7 +579,7 @@ if (parentPort) {
           const items: RestoreOutcome[] = [];
           for (const [i, step] of msg.items.entries()) {
             const ahead = reads[i];
-            items.push(restoreStep(step, ahead ? await ahead.read : undefined));
+            items.push(await restoreStep(step, ahead ? await ahead.read : undefined));
             if (ahead) readBuffers.give(ahead.into);
           }
           port.postMessage({ op: 'restored', items } satisfies SealReply);
