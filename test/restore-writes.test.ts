@@ -8,7 +8,12 @@ import { createCipheriv } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cachedBytes, directRefusingDir } from './helpers/files.ts';
-import { backup, newRepo, openRepo, restore } from './helpers/repo.ts';
+import { LocalBackend } from '../core/backends/local.ts';
+import { INSECURE_TEST_ARGON2 } from '../core/keyfile.ts';
+import { Repository } from '../core/repository.ts';
+import { findSnapshot, listSnapshots } from '../core/snapshot.ts';
+import { findNode } from '../core/tree.ts';
+import { PASSWORD, backup, newRepo, openRepo, restore } from './helpers/repo.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 const MiB = 1024 * 1024;
@@ -75,8 +80,6 @@ test('a damaged blob past the first 4 MiB of a large file: the file holds exactl
   const name = `f-${9 * MiB + 4096 + 3}`;
   const repo = await openRepo(dir);
   await repo.loadIndex();
-  const { findSnapshot, listSnapshots } = await import('../core/snapshot.ts');
-  const { findNode } = await import('../core/tree.ts');
   const rec = findSnapshot(await listSnapshots(repo), 'latest');
   const node = await findNode(repo, rec.snapshot.tree, [...src.split('/').filter(Boolean), name]);
   const ids = node!.content!;
@@ -105,4 +108,21 @@ test('a damaged blob past the first 4 MiB of a large file: the file holds exactl
   // The other files are whole.
   const whole = new Map([...files].filter(([n]) => n !== name));
   assertRestored(t, target, src, whole);
+});
+
+test('a repository on a file system that refuses O_DIRECT (ramfs) is read through the cache, byte for byte', async (t) => {
+  const root = await directRefusingDir(t);
+  if (!root) return;
+  const src = await tempDir(t);
+  const content = pseudoRandom(9 * MiB + 5, 42);
+  fs.writeFileSync(path.join(src, 'big'), content);
+  fs.writeFileSync(path.join(src, 'small'), 'small\n');
+  const dir = path.join(root, 'repo');
+  await Repository.init(new LocalBackend(dir), PASSWORD, { argon2: INSECURE_TEST_ARGON2, cacheRoot: null });
+  await backup(dir, [src]);
+  const target = await tempDir(t);
+  const r = await restore(dir, target);
+  t.deepEqual(r.problems, []);
+  t.true(fs.readFileSync(path.join(target, src, 'big')).equals(content));
+  t.is(fs.readFileSync(path.join(target, src, 'small'), 'utf8'), 'small\n');
 });
