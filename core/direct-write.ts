@@ -1,7 +1,8 @@
 /**
  * Writing files around the page cache (O_DIRECT): packs, for local
  * repositories and the server's filesystem store, and the large files a
- * restore writes (in its worker threads, hence a synchronous writer too).
+ * restore writes (from its worker threads, over file descriptors, writing
+ * behind: DirectAppender).
  *
  * A backup writes as many bytes as it reads, and nothing reads a pack back
  * soon; a restore writes a volume's worth, which its containers read later
@@ -11,8 +12,8 @@
  * here, against 0.07 s written directly (bench: a 1 GiB backup's libuv
  * thread was busy most of the run). It also keeps a nightly backup from
  * pushing the running containers' files out of the cache. A cold 1 GiB restore
- * spent 4.0 s of kernel time through the cache and 1.8 s around it (5.8 s
- * against 4.0 s wall, alternating runs).
+ * spent 3.6–4.5 s of kernel time through the cache and 1.8–2.0 s around it
+ * (5.1–6.2 s against 3.9–4.1 s wall, alternating runs).
  *
  * O_DIRECT wants the file offset, length and memory address of each write
  * aligned to the device's logical block. Node says nothing about addresses,
@@ -54,7 +55,7 @@ class Stage {
       const at = i < 0 ? first : i * 16;
       if (i >= 0 && at === first) continue;
       const view = this.raw.subarray(at, at + STAGE);
-      // The probe writes these zeros at offset 0 of the new file; its real bytes overwrite them.
+      // The probe writes these zeros where the window's bytes will go in the file (probeWindow); they overwrite them.
       view.fill(0, 0, BLOCK);
       yield view;
     }
@@ -77,8 +78,8 @@ class DirectWriteUnsupported extends Error {}
 
 /**
  * The bytes appended to a file and not yet written: where the staging
- * window's first byte goes in the file, and how much of it is filled. Both
- * writers below share it; they differ only in how they call the kernel.
+ * window's first byte goes in the file, and how much of it is filled. The
+ * writers below share it; they differ in how they call the kernel.
  */
 class Appender {
   readonly view: Buffer;
@@ -196,7 +197,7 @@ export class DirectAppender {
   /** The window being filled, and the other one (being written, or free). */
   private filling: { stage: Stage; out: Appender };
   private spare: Stage | null;
-  /** The write in flight (at most one: writes land in order) and the offset it ends at. */
+  /** The write in flight: at most one, so that writes land in order and `done` only grows. */
   private inFlight: Promise<void> | null = null;
   /** Bytes surely on disk, from the start of the file. */
   private done = 0;
