@@ -226,6 +226,7 @@ class FileRestorer {
     let pos = 0;
     let stop: { at: number; error: Error } | null = null;
     let settled = 0;
+    let notCreated: Error | null = null;
     // Closes the file whatever happened before; it sets the metadata too, which a file cut short gets as well.
     let finished: Promise<RestoreOutcome> | null = null;
     const finish = (): Promise<RestoreOutcome> =>
@@ -292,11 +293,17 @@ class FileRestorer {
       if ('stage' in c) {
         const e = outcomeError(c, '', '');
         if (errnoCode(e) === 'ENOSPC') throw new NoSpaceError(`no space left on the target's disk to create ${job.display}; free space and run the restore again`);
-        throw e;
+        if (!errnoCode(e)) throw e;
+        notCreated = e;
       }
       if ('problem' in closed && closed.problem) this.problem(job.display, `metadata not fully restored: ${closed.problem}`);
       // The last bytes of a file written around the page cache go out at the close: it holds only what made it.
       if ('stage' in closed) stop = { at: Math.min(closed.at, stop?.at ?? closed.at), error: stop?.error ?? outcomeError(closed, '', '') };
+    }
+    // The file system refused the file (a read-only or immutable directory, say): that file is missing, the rest go on.
+    if (notCreated) {
+      this.problem(job.display, `not restored: ${notCreated.message}`, true, errnoCode(notCreated));
+      return;
     }
     const failure = stop as { at: number; error: Error } | null;
     if (failure) {

@@ -4,6 +4,7 @@
  * O_DIRECT through it, the bytes and metadata the same either way.
  */
 import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -125,4 +126,31 @@ test('a repository on a file system that refuses O_DIRECT (ramfs) is read throug
   t.deepEqual(r.problems, []);
   t.true(fs.readFileSync(path.join(target, src, 'big')).equals(content));
   t.is(fs.readFileSync(path.join(target, src, 'small'), 'utf8'), 'small\n');
+});
+
+test('a file the target refuses to create is reported with its errno code and the rest are restored', async (t) => {
+  const { src, dir, files } = await backedUp(t);
+  const target = await tempDir(t);
+  // An immutable directory where a file must go: even root cannot create in it (ext4's chattr +i).
+  const blocked = path.join(target, src, 'blocked');
+  fs.mkdirSync(blocked, { recursive: true });
+  try {
+    execFileSync('chattr', ['+i', blocked], { stdio: 'ignore' });
+  } catch (e) {
+    if (process.env['CI']) return t.fail(`chattr +i is not possible here: ${String(e)}`);
+    return t.pass('no chattr +i here (needs root and ext4)');
+  }
+  t.teardown(() => execFileSync('chattr', ['-i', blocked]));
+  // The snapshot's file at that place: a directory named "blocked" holding one file.
+  fs.mkdirSync(path.join(src, 'blocked'));
+  fs.writeFileSync(path.join(src, 'blocked', 'inside.txt'), 'inside\n');
+  await backup(dir, [src]);
+  const r = await restore(dir, target);
+  const problem = r.problems.find((p) => p.path.endsWith('/blocked/inside.txt'));
+  t.truthy(problem, JSON.stringify(r.problems));
+  t.true(problem!.content);
+  t.is(problem!.code, 'EPERM');
+  t.regex(problem!.message, /^not restored: EPERM/);
+  t.false(fs.existsSync(path.join(blocked, 'inside.txt')));
+  assertRestored(t, target, src, files);
 });
