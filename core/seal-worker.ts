@@ -460,10 +460,7 @@ if (parentPort) {
     return { seq: req.seq, read: bytes.length, nameMatches, failures };
   };
 
-  /**
-   * `read`: for a blob of a local pack, its bytes read ahead (or why they
-   * could not be); without it, the blob is read here and now.
-   */
+  /** `read`: for a blob of a local pack, its bytes as read ahead (or why they could not be read). */
   const restoreStep = async (step: RestoreStep, read?: Buffer | Error): Promise<RestoreOutcome> => {
     const f = files.get(step.file);
     if (step.kind === 'create') {
@@ -495,7 +492,8 @@ if (parentPort) {
     let stage: 'read' | 'write' = 'read';
     try {
       if (read instanceof Error) throw read;
-      const sealed = step.sealed ? new Uint8Array(step.sealed) : (read ?? packFiles.read(step.path!, step.offset, step.length));
+      const sealed = step.sealed ? new Uint8Array(step.sealed) : read;
+      if (!sealed) throw new Error('the blob came with neither its bytes nor its pack');
       const plain = openVerifiedBlobLent(init.idKey, step.key, step.type, Buffer.from(step.id), sealed, step.checkId);
       if (plain === 'decrypt' || plain === 'id') {
         f.failed = true;
