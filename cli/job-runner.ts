@@ -11,11 +11,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ConfigFile, type JobConfig, accessArgs, repositoryArgs } from '../core/config-file.ts';
+import { launcherUrl } from '../core/program-files.ts';
 import { parseDuration } from '../core/units.ts';
 import { EXIT } from './exit-codes.ts';
 import type { RunReport, RunResult } from './notifier.ts';
 
-const LAUNCHER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'stowage');
+const LAUNCHER = fileURLToPath(launcherUrl());
 const DEFAULT_RETRY_FOR = '6h';
 
 export interface ChildRun {

@@ -5,6 +5,7 @@ import module from 'node:module';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { defaultCacheRoot } from '../core/cache-root.ts';
+import { workerUrl } from '../core/program-files.ts';
 
 /**
  * Node's compile cache keeps the compiled form of our modules (and their
@@ -36,7 +37,7 @@ const KEYLESS = new Set(['serve', 'serve-admin', 'daemon', 'config', 'status', '
  */
 function startKdfWorker(args: readonly string[]): Worker | null {
   if (args.length === 0 || args.some((a) => KEYLESS.has(a))) return null;
-  const w = new Worker(new URL('../core/kdf-worker.ts', import.meta.url));
+  const w = new Worker(workerUrl('kdf-worker'));
   w.unref();
   // A worker that fails to start is only replaced when the key is derived (core/keyfile.ts).
   w.on('error', () => {});

@@ -22,6 +22,7 @@ import {
 } from './crypto.ts';
 import { NO_COMPRESSION, openObject, sealObject } from './envelope.ts';
 import { FormatError } from './errors.ts';
+import { workerUrl } from './program-files.ts';
 
 const KEYFILE_AD = Buffer.from('stowage key file v1');
 
@@ -127,7 +128,7 @@ export function readKeyMeta(file: KeyFileJson, keys: RepositoryKeys): KeyMeta | 
 let prestarted: Worker | null = null;
 
 function startKdfWorker(): Worker {
-  return new Worker(new URL('./kdf-worker.ts', import.meta.url));
+  return new Worker(workerUrl('kdf-worker'));
 }
 
 /**

@@ -15,6 +15,7 @@ import { ChunkArena, type Region } from './chunk-arena.ts';
 import type { Chunker } from './chunker.ts';
 import type { BlobType } from './envelope.ts';
 import type { BuiltPack, KeySlot, PackEntry } from './pack.ts';
+import { workerUrl } from './program-files.ts';
 import type { PackMessage, RestoreOutcome, RestoreStep, SealReply, SealRequest, SealWorkerInit, VerifyRequest, VerifyResult } from './seal-worker.ts';
 
 export interface PoolKeys {
@@ -153,7 +154,7 @@ export class SealPool {
       arena: this.arena?.buffer ?? null,
     };
     for (let i = 0; i < this.threads; i++) {
-      const worker = new Worker(new URL('./seal-worker.ts', import.meta.url), { workerData: init });
+      const worker = new Worker(workerUrl('seal-worker'), { workerData: init });
       const pw: PoolWorker = { worker, outstanding: 0, hash: [], keep: [], drop: [], open: [], restore: [], batchBytes: 0, scheduled: false, packBuffers: new Map() };
       // Messages can still arrive after close (a pack finished as the run failed): they are dropped.
       worker.on('message', (m: SealReply) => {
