@@ -20,6 +20,7 @@ import { BackendError, IntegrityError, NoSpaceError, UnsafePathError, errnoCode,
 import { type Counters, type ProgressReporter, newCounters, silentProgress } from '../core/progress.ts';
 import type { Repository } from '../core/repository.ts';
 import { blobIntegrityError, mapLimit } from '../core/repository.ts';
+import { FileQueue } from './file-queue.ts';
 import type { RestoreStepRequest, SealPool } from '../core/seal-pool.ts';
 import type { RestoreOutcome } from '../core/seal-worker.ts';
 import { type TreeNode, findNode, loadTree, nameBytes, targetBytes } from '../core/tree.ts';
@@ -105,6 +106,8 @@ class FileRestorer {
   private readonly problems: RestoreProblem[] = [];
   private readonly owners: boolean;
   private readonly hardlinkFirst = new Map<string, FileJob>();
+  /** Files to restore as planning finds them (local repositories). */
+  private queue: FileQueue<FileJob> | null = null;
 
   constructor(opts: FileRestoreOptions) {
     this.opts = opts;
@@ -116,6 +119,44 @@ class FileRestorer {
     const target = Buffer.from(this.opts.target);
     await fs.mkdir(target, { recursive: true });
     this.progress.phase('planning');
+    // From a local repository, files are restored while the rest of the tree is planned (restore/file-queue.ts).
+    // Over a network the plan comes first: files of one blob are fetched grouped by where they lie in the packs.
+    const queue = this.opts.repo.remote ? null : new FileQueue<FileJob>((f) => f.node.size ?? 0);
+    this.queue = queue;
+    const restoring = queue ? this.drain(queue) : null;
+    // Awaited after planning; a failure before then must not count as unhandled.
+    restoring?.catch(() => {});
+    try {
+      await this.planAll(rootTree, target);
+    } catch (e) {
+      queue?.abandon();
+      await restoring?.catch(() => {});
+      throw e;
+    }
+    this.counters.totalFiles = this.files.length + this.links.length + this.symlinks.length;
+    this.counters.totalBytes = this.files.reduce((s, f) => s + (f.node.size ?? 0), 0);
+    this.progress.phase('restore');
+    if (queue) {
+      queue.end();
+      await restoring;
+    } else {
+      // Largest first: one worker writes each file, so a large file started late leaves the other workers idle at the
+      // end (a volume's bytes are mostly in a few large files: in the benchmark's data, five files hold 92 %).
+      const files = [...this.files].sort((a, b) => (b.node.size ?? 0) - (a.node.size ?? 0));
+      // Over a network, more files at once keep the connections busy while each waits.
+      const single = files.filter((f) => f.node.content?.length === 1);
+      const other = files.filter((f) => f.node.content?.length !== 1);
+      await Promise.all([this.restoreSingleBlobFiles(single), mapLimit(other, REMOTE_FILE_CONCURRENCY, (f) => this.restoreFile(f))]);
+    }
+    for (const s of this.symlinks) await this.restoreSymlink(s);
+    for (const l of this.links) await this.restoreHardlink(l);
+    this.dirs.sort((a, b) => b.depth - a.depth);
+    for (const d of this.dirs) if (d.node) await this.applyMeta(d.path, d.display, d.node);
+    this.progress.update(this.counters);
+    return { files: this.counters.files, dirs: this.dirs.length, bytes: this.counters.bytes, problems: this.problems };
+  }
+
+  private async planAll(rootTree: string, target: Buffer): Promise<void> {
     const start = await this.resolveStart(rootTree);
     if (start.node === null || start.node.type === 'dir') {
       const subtree = start.node ? start.node.subtree : rootTree;
@@ -125,24 +166,21 @@ class FileRestorer {
     } else {
       this.addLeaf(start.node, Buffer.concat([target, Buffer.from('/'), nameBytes(start.node)]), start.display);
     }
-    this.counters.totalFiles = this.files.length + this.links.length + this.symlinks.length;
-    this.counters.totalBytes = this.files.reduce((s, f) => s + (f.node.size ?? 0), 0);
-    this.progress.phase('restore');
-    // Largest first: one worker writes each file, so a large file started late leaves the other workers idle at the
-    // end (a volume's bytes are mostly in a few large files: in the benchmark's data, five files hold 92 %).
-    const files = [...this.files].sort((a, b) => (b.node.size ?? 0) - (a.node.size ?? 0));
-    if (this.opts.repo.remote) {
-      // Over a network, more files at once keep the connections busy while each waits.
-      const single = files.filter((f) => f.node.content?.length === 1);
-      const other = files.filter((f) => f.node.content?.length !== 1);
-      await Promise.all([this.restoreSingleBlobFiles(single), mapLimit(other, REMOTE_FILE_CONCURRENCY, (f) => this.restoreFile(f))]);
-    } else await mapLimit(files, FILE_CONCURRENCY, (f) => this.restoreFile(f));
-    for (const s of this.symlinks) await this.restoreSymlink(s);
-    for (const l of this.links) await this.restoreHardlink(l);
-    this.dirs.sort((a, b) => b.depth - a.depth);
-    for (const d of this.dirs) if (d.node) await this.applyMeta(d.path, d.display, d.node);
-    this.progress.update(this.counters);
-    return { files: this.counters.files, dirs: this.dirs.length, bytes: this.counters.bytes, problems: this.problems };
+  }
+
+  /** Restores the queue's files, FILE_CONCURRENCY at a time, until it ends; the first failure ends it for all. */
+  private async drain(queue: FileQueue<FileJob>): Promise<void> {
+    const runner = async (): Promise<void> => {
+      for (let job = await queue.take(); job; job = await queue.take()) await this.restoreFile(job);
+    };
+    await Promise.all(
+      Array.from({ length: FILE_CONCURRENCY }, () =>
+        runner().catch((e: unknown) => {
+          queue.abandon();
+          throw e;
+        }),
+      ),
+    );
   }
 
   private async resolveStart(rootTree: string): Promise<{ node: TreeNode | null; display: string }> {
@@ -153,6 +191,8 @@ class FileRestorer {
   }
 
   private async plan(treeId: string, dir: Buffer, display: string, depth: number): Promise<void> {
+    // A file that failed beyond its own problems (a full disk) ends the restore: no point reading further.
+    if (this.queue?.abandoned) return;
     const tree = await loadTree(this.opts.repo, treeId);
     const seen = new Set<string>();
     for (const node of tree.nodes) {
@@ -181,6 +221,7 @@ class FileRestorer {
       else {
         if (key) this.hardlinkFirst.set(key, job);
         this.files.push(job);
+        this.queue?.push(job);
       }
     } else this.problem(display, `${node.type} not restored: device nodes need mknod, which this restore does not do`, true);
   }
