@@ -256,7 +256,7 @@ for (const t of tools) {
 }
 const restoreRuns = new Map<string, Measure[]>();
 /** Each restore's time plus that of the `sync` after it: until the restored bytes are on the disk. */
-const restoreDurableRuns = new Map<string, number[]>();
+const restoreDurableRuns = new Map<string, Measure[]>();
 /**
  * Every restore starts with nothing in the page cache (as root): a restore
  * happens on a new host or long after the backup, and a tool that wrote its
@@ -290,7 +290,7 @@ for (let round = 0; round < rounds; round++) {
     const syncStart = performance.now();
     execFileSync('sync');
     const durable = res.seconds + (performance.now() - syncStart) / 1000;
-    restoreDurableRuns.set(t.name, [...(restoreDurableRuns.get(t.name) ?? []), durable]);
+    restoreDurableRuns.set(t.name, [...(restoreDurableRuns.get(t.name) ?? []), { ...res, seconds: durable }]);
     const ok = digest(path.join(target, data)) === mutated;
     if (!ok) results[t.name]!['verified'] = 0;
     console.log(`${t.name}: restore ${res.seconds.toFixed(2)} s (${durable.toFixed(2)} s with the sync after it), restored tree ${ok ? 'identical' : 'DIFFERENT'}${rounds > 1 ? ` (round ${round + 1})` : ''}`);
@@ -298,8 +298,7 @@ for (let round = 0; round < rounds; round++) {
 }
 for (const t of tools) {
   const res = median(restoreRuns.get(t.name)!);
-  const durable = [...restoreDurableRuns.get(t.name)!].sort((a, b) => a - b);
-  Object.assign(results[t.name]!, { restore: res.seconds, restoreRss: res.maxRssMib, restoreDurable: durable[Math.floor((durable.length - 1) / 2)]! });
+  Object.assign(results[t.name]!, { restore: res.seconds, restoreRss: res.maxRssMib, restoreDurable: median(restoreDurableRuns.get(t.name)!).seconds });
 }
 void original;
 // Restored trees and the spare repositories are removed only now (see deletedAt).
