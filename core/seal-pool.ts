@@ -16,6 +16,7 @@ import type { Chunker } from './chunker.ts';
 import type { BlobType } from './envelope.ts';
 import type { BuiltPack, KeySlot, PackEntry } from './pack.ts';
 import { workerUrl } from './program-files.ts';
+import type { FileOutcome, LaneFile } from '../restore/file-lane.ts';
 import type { PackMessage, RestoreOutcome, RestoreStep, SealReply, SealRequest, SealWorkerInit, VerifyRequest, VerifyResult } from './seal-worker.ts';
 
 export interface PoolKeys {
@@ -77,6 +78,7 @@ interface PoolWorker {
   drop: number[];
   open: { seq: number; type: BlobType; id: Uint8Array; key: Uint8Array; checkId: boolean; sealed: ArrayBuffer }[];
   restore: RestoreStep[];
+  files: LaneFile[];
   batchBytes: number;
   scheduled: boolean;
   /** The worker's pack buffers, by the number it gave each. */
@@ -114,6 +116,8 @@ export class SealPool {
   /** Restore: bytes of the files in progress on each worker (see assignFile). */
   private filesBytes: number[] = [];
   private readonly waiting = new Map<number, Waiter>();
+  /** Files restored whole: who hears of their bytes written, by seq. */
+  private readonly fileProgress = new Map<number, (bytes: number) => void>();
   private seq = 0;
   private readonly budget: ByteBudget;
   /** Chunks on their way to the workers; made with the workers, and only by pools that store. */
@@ -155,7 +159,7 @@ export class SealPool {
     };
     for (let i = 0; i < this.threads; i++) {
       const worker = new Worker(workerUrl('seal-worker'), { workerData: init });
-      const pw: PoolWorker = { worker, outstanding: 0, hash: [], keep: [], drop: [], open: [], restore: [], batchBytes: 0, scheduled: false, packBuffers: new Map() };
+      const pw: PoolWorker = { worker, outstanding: 0, hash: [], keep: [], drop: [], open: [], restore: [], files: [], batchBytes: 0, scheduled: false, packBuffers: new Map() };
       // Messages can still arrive after close (a pack finished as the run failed): they are dropped.
       worker.on('message', (m: SealReply) => {
         if (!this.closed) this.onMessage(m, pw);
@@ -194,6 +198,13 @@ export class SealPool {
         break;
       case 'restored':
         for (const it of m.items) this.settle(it.seq, it);
+        break;
+      case 'progress':
+        for (const it of m.items) this.fileProgress.get(it.seq)?.(it.bytes);
+        break;
+      case 'file':
+        this.fileProgress.delete(m.outcome.seq);
+        this.settle(m.outcome.seq, m.outcome);
         break;
       case 'verified':
         this.settle(m.result.seq, m.result);
@@ -271,6 +282,11 @@ export class SealPool {
       const items = w.restore;
       w.restore = [];
       w.worker.postMessage({ op: 'restore', items } satisfies SealRequest, items.flatMap((i) => (i.kind === 'blob' && i.sealed ? [i.sealed] : [])));
+    }
+    if (w.files.length > 0) {
+      const items = w.files;
+      w.files = [];
+      w.worker.postMessage({ op: 'files', items } satisfies SealRequest);
     }
   }
 
@@ -438,6 +454,30 @@ export class SealPool {
   }
 
   /**
+   * Has worker `worker` restore a file of a local repository whole (see
+   * restore/file-lane.ts): it reads each blob from its pack file, opens,
+   * verifies and writes it, and reports the bytes written as it goes to
+   * `progress`. The worker bounds the bytes it reads ahead. Resolves once
+   * the file is closed.
+   */
+  async restoreWholeFile(worker: number, file: Omit<LaneFile, 'seq'>, progress: (bytes: number) => void): Promise<FileOutcome> {
+    this.start();
+    const w = this.workers[worker]!;
+    const seq = ++this.seq;
+    const done = this.wait<FileOutcome>(seq);
+    this.fileProgress.set(seq, progress);
+    // Views into a larger buffer would be cloned whole: small copies go instead.
+    const blobs = file.blobs.map((b) => ({ ...b, id: standalone(b.id), key: standalone(b.key) }));
+    w.files.push({ ...file, seq, path: standalone(file.path), blobs });
+    this.schedule(w, 0);
+    try {
+      return await done;
+    } finally {
+      this.fileProgress.delete(seq);
+    }
+  }
+
+  /**
    * Has a worker read a whole pack (from `path`, or the given bytes, which
    * are moved to it), check it against its name and open and verify each of
    * `blobs` in it: check --read-data without the pack passing through this
@@ -488,7 +528,6 @@ export type RestoreStepRequest =
       readonly sealed?: Uint8Array;
       /** The caller gives `sealed` away: moved to the worker without a copy when it fills an ArrayBuffer of its own. */
       readonly sealedOwned?: boolean;
-      readonly path?: string;
       readonly offset: number;
       readonly length: number;
     }

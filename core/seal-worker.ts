@@ -19,7 +19,9 @@ import { blobId, initCrypto } from './crypto.ts';
 import { type BlobType, openVerifiedBlob, openVerifiedBlobLent, sealBlobInto, sealedBlobMax } from './envelope.ts';
 import type { DirectAppender } from './direct-write.ts';
 import { createRestored } from './fresh-file.ts';
+import { PackReader } from './pack-reader.ts';
 import { type KeySlot, layOut, packTail, packTailMaxSize } from './pack.ts';
+import { FileLane, type FileOutcome, type LaneFile } from '../restore/file-lane.ts';
 
 export interface SealWorkerInit {
   readonly idKey: Uint8Array;
@@ -68,6 +70,8 @@ export type SealRequest =
   /** A pack buffer the main thread is done with (uploaded), for reuse. */
   | { readonly op: 'recycle'; readonly slot: number }
   | { readonly op: 'restore'; readonly items: readonly RestoreStep[] }
+  /** Files of a local repository, each restored whole (restore/file-lane.ts). */
+  | { readonly op: 'files'; readonly items: readonly LaneFile[] }
   | { readonly op: 'verify'; readonly pack: VerifyRequest }
   | {
       readonly op: 'open';
@@ -78,9 +82,10 @@ export type SealRequest =
  * One step of restoring a regular file, which a seal worker does whole so
  * that no file content and no per-file system call passes through the main
  * thread: `create` the file (removing whatever is in its place, never
- * following a symlink), then each `blob` in order (read from `sealed` or
- * from the pack at `path`, opened, verified, written at the file's next
- * position), then `finish` (owner, mode, times, close). A file's steps all
+ * following a symlink), then each `blob` in order (its `sealed` bytes, or
+ * for a file restored whole the bytes its lane read, opened, verified and
+ * written at the file's next position), then `finish` (owner, mode,
+ * times, close). A file's steps all
  * go to one worker, in order. After a blob fails, the file's later blobs are
  * skipped, so nothing is written past the last verified byte.
  */
@@ -97,7 +102,6 @@ export type RestoreStep =
       /** Whether the plaintext must hash to the ID (Repository.blobNeedsIdCheck). */
       readonly checkId: boolean;
       readonly sealed?: ArrayBuffer;
-      readonly path?: string;
       readonly offset: number;
       readonly length: number;
     }
@@ -157,6 +161,9 @@ export type SealReply =
   | { readonly op: 'pack'; readonly pack: PackMessage }
   | { readonly op: 'opened'; readonly items: readonly OpenResult[] }
   | { readonly op: 'restored'; readonly items: readonly RestoreOutcome[] }
+  /** Bytes written into files still in progress, by file, since the last report. */
+  | { readonly op: 'progress'; readonly items: readonly { readonly seq: number; readonly bytes: number }[] }
+  | { readonly op: 'file'; readonly outcome: FileOutcome }
   | { readonly op: 'verified'; readonly result: VerifyResult };
 
 export function packIds(ids: readonly Uint8Array[]): ArrayBuffer {
@@ -294,89 +301,39 @@ function youngCollector(): (bytes: number) => void {
 }
 const COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
 
+/** A restore's files restored whole: bytes read ahead per worker (room for a span and the reads after it), reads in flight, and how often progress is sent. */
+const LANE_BYTES = 48 * 1024 * 1024;
+const LANE_READS = 4;
+const PROGRESS_MS = 100;
+
 /**
- * Pack files a worker reads blobs from, kept open (objects never change),
- * the least recently used closed first, never one with a read in flight.
+ * Whole pack files read for check --read-data, each into a buffer of this
+ * worker's that the next read reuses.
  */
 class PackFiles {
-  private readonly fds = new Map<string, { fd: number; reading: number }>();
   private buf = Buffer.allocUnsafeSlow(1024 * 1024);
 
-  private open(path: string): { fd: number; reading: number } {
-    let f = this.fds.get(path);
-    if (f) this.fds.delete(path);
-    else {
-      f = { fd: fs.openSync(path, fs.constants.O_RDONLY), reading: 0 };
-      for (const [old, g] of this.fds) {
-        if (this.fds.size < 32) break;
-        if (g.reading > 0) continue;
-        this.fds.delete(old);
-        fs.closeSync(g.fd);
-      }
-    }
-    this.fds.set(path, f);
-    return f;
-  }
-
-  /** `length` bytes at `offset`, in a buffer of this reader's that the next read reuses. */
-  read(path: string, offset: number, length: number): Buffer {
-    const { fd } = this.open(path);
-    if (this.buf.length < length) this.buf = Buffer.allocUnsafeSlow(Math.max(length, this.buf.length * 2));
-    let got = 0;
-    while (got < length) {
-      const n = fs.readSync(fd, this.buf, got, length - got, offset + got);
-      if (n === 0) break;
-      got += n;
-    }
-    if (got < length) throw shortRead(length, offset, got);
-    return this.buf.subarray(0, length);
-  }
-
-  /** The same, read on libuv's threads into `into` (at least `length` long) while this thread goes on. */
-  async readInto(path: string, offset: number, length: number, into: Buffer): Promise<Buffer> {
-    const f = this.open(path);
-    f.reading++;
+  read(path: string): Buffer {
+    const fd = fs.openSync(path, fs.constants.O_RDONLY);
     try {
+      const length = fs.fstatSync(fd).size;
+      if (this.buf.length < length) this.buf = Buffer.allocUnsafeSlow(Math.max(length, this.buf.length * 2));
       let got = 0;
       while (got < length) {
-        const n = await readAt(f.fd, into, got, length - got, offset + got);
+        const n = fs.readSync(fd, this.buf, got, length - got, got);
         if (n === 0) break;
         got += n;
       }
-      if (got < length) throw shortRead(length, offset, got);
-      return into.subarray(0, length);
+      if (got < length) throw shortRead(length, 0, got);
+      return this.buf.subarray(0, length);
     } finally {
-      f.reading--;
+      fs.closeSync(fd);
     }
   }
-}
-
-function readAt(fd: number, buf: Buffer, at: number, length: number, position: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.read(fd, buf, at, length, position, (e, n) => (e ? reject(e) : resolve(n))));
 }
 
 function shortRead(length: number, offset: number, got: number): Error {
   return Object.assign(new Error(`short read: wanted ${length} bytes at offset ${offset}, the pack ends after ${got}`), { code: 'SHORT_READ' });
-}
-
-/**
- * Buffers that a restore's blobs are read into ahead of their turn, used
- * again and again: fresh memory costs more than the copy on a virtual
- * machine whose host reclaims freed guest memory. The main thread's byte
- * budget bounds how many are in use at once.
- */
-class ReadBuffers {
-  private readonly free: Buffer[] = [];
-
-  take(length: number): Buffer {
-    const i = this.free.findIndex((b) => b.length >= length);
-    if (i >= 0) return this.free.splice(i, 1)[0]!;
-    return Buffer.allocUnsafeSlow(Math.max(length, 1024 * 1024));
-  }
-
-  give(b: Buffer): void {
-    if (this.free.length < 16) this.free.push(b);
-  }
 }
 
 /** A file a restore is writing, in a worker. */
@@ -436,14 +393,19 @@ if (parentPort) {
   /** Restore: the files being written, by the number the main thread gave each. */
   const files = new Map<number, RestoringFile>();
   const packFiles = new PackFiles();
-  const readBuffers = new ReadBuffers();
+  /** Made with the first file restored whole: its arena is the bytes read ahead. */
+  let packReader: PackReader | null = null;
   /** The restore batch being worked through; the next starts after it. */
   let restoring: Promise<void> = Promise.resolve();
+  /** Files restored whole, and the bytes written into them not yet reported (sent every PROGRESS_MS). */
+  let lane: FileLane | null = null;
+  const unreported = new Map<number, number>();
+  let reportTimer: NodeJS.Timeout | null = null;
 
   const verifyPack = (req: VerifyRequest): VerifyResult => {
     let bytes: Uint8Array;
     try {
-      bytes = req.bytes ? new Uint8Array(req.bytes) : packFiles.read(req.path!, 0, fs.statSync(req.path!).size);
+      bytes = req.bytes ? new Uint8Array(req.bytes) : packFiles.read(req.path!);
     } catch (e) {
       return { seq: req.seq, read: 0, readError: errorFields(e).error, nameMatches: false, failures: [] };
     }
@@ -460,12 +422,12 @@ if (parentPort) {
     return { seq: req.seq, read: bytes.length, nameMatches, failures };
   };
 
-  /** `read`: for a blob of a local pack, its bytes as read ahead (or why they could not be read). */
+  /** `read`: for a blob of a file restored whole, its bytes as its lane read them (or why they could not be read). */
   const restoreStep = async (step: RestoreStep, read?: Buffer | Error): Promise<RestoreOutcome> => {
     const f = files.get(step.file);
     if (step.kind === 'create') {
       try {
-        const { fd, direct } = createRestored(Buffer.from(step.path), step.size);
+        const { fd, direct } = await createRestored(Buffer.from(step.path), step.size);
         files.set(step.file, { fd, direct, pos: 0, failed: false, writeFailed: false });
         return { seq: step.seq, done: true };
       } catch (e) {
@@ -493,7 +455,7 @@ if (parentPort) {
     try {
       if (read instanceof Error) throw read;
       const sealed = step.sealed ? new Uint8Array(step.sealed) : read;
-      if (!sealed) throw new Error('the blob came with neither its bytes nor its pack');
+      if (!sealed) throw new Error('the blob came without its bytes');
       const plain = openVerifiedBlobLent(init.idKey, step.key, step.type, Buffer.from(step.id), sealed, step.checkId);
       if (plain === 'decrypt' || plain === 'id') {
         f.failed = true;
@@ -560,28 +522,38 @@ if (parentPort) {
         buffers.give(msg.slot);
         break;
       case 'restore': {
-        // The blobs to read from local packs are read on libuv's threads from the moment they arrive, while this thread
-        // opens and writes the ones before them: without this, each thread waited for the disk at every blob (a cold
-        // 1 GiB restore, two workers: about a second each).
-        const reads = msg.items.map((step) => {
-          if (step.kind !== 'blob' || step.sealed || !step.path) return null;
-          const into = readBuffers.take(step.length);
-          const read = packFiles.readInto(step.path, step.offset, step.length, into).then(
-            (b) => b,
-            (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
-          );
-          return { into, read };
-        });
         // Batches are done in order, each step after the one before.
         restoring = restoring.then(async () => {
           const items: RestoreOutcome[] = [];
-          for (const [i, step] of msg.items.entries()) {
-            const ahead = reads[i];
-            items.push(await restoreStep(step, ahead ? await ahead.read : undefined));
-            if (ahead) readBuffers.give(ahead.into);
-          }
+          for (const step of msg.items) items.push(await restoreStep(step));
           port.postMessage({ op: 'restored', items } satisfies SealReply);
         });
+        break;
+      }
+      case 'files': {
+        lane ??= new FileLane(
+          {
+            read: (path, offset, length, force) => (packReader ??= new PackReader(LANE_BYTES)).read(path, offset, length, force),
+            step: restoreStep,
+            progress: (seq, bytes) => {
+              unreported.set(seq, (unreported.get(seq) ?? 0) + bytes);
+              reportTimer ??= setTimeout(() => {
+                reportTimer = null;
+                const items = [...unreported].map(([seq, bytes]) => ({ seq, bytes }));
+                unreported.clear();
+                port.postMessage({ op: 'progress', items } satisfies SealReply);
+              }, PROGRESS_MS);
+            },
+          },
+          { maxReads: LANE_READS },
+        );
+        for (const file of msg.items) {
+          void lane.add(file).then((outcome) => {
+            // The outcome carries the whole count; what was not reported yet goes with it.
+            unreported.delete(outcome.seq);
+            port.postMessage({ op: 'file', outcome } satisfies SealReply);
+          });
+        }
         break;
       }
       case 'verify':

@@ -21,6 +21,7 @@ import { type Counters, type ProgressReporter, newCounters, silentProgress } fro
 import type { Repository } from '../core/repository.ts';
 import { blobIntegrityError, mapLimit } from '../core/repository.ts';
 import { FileQueue } from './file-queue.ts';
+import type { FileOutcome, LaneBlob } from './file-lane.ts';
 import type { RestoreStepRequest, SealPool } from '../core/seal-pool.ts';
 import type { RestoreOutcome } from '../core/seal-worker.ts';
 import { type TreeNode, findNode, loadTree, nameBytes, targetBytes } from '../core/tree.ts';
@@ -69,7 +70,7 @@ interface DirJob {
   readonly depth: number;
 }
 
-/** Files restored at the same time, and blobs fetched ahead within one file. */
+/** Files of a local repository handed to the workers at a time (each worker writes its own one after another), and files restored at a time over a network. */
 const FILE_CONCURRENCY = 8;
 const REMOTE_FILE_CONCURRENCY = 8;
 /** Blobs fetched ahead within one file (over a network). */
@@ -146,7 +147,7 @@ class FileRestorer {
       // Over a network, more files at once keep the connections busy while each waits.
       const single = files.filter((f) => f.node.content?.length === 1);
       const other = files.filter((f) => f.node.content?.length !== 1);
-      await Promise.all([this.restoreSingleBlobFiles(single), mapLimit(other, REMOTE_FILE_CONCURRENCY, (f) => this.restoreFile(f))]);
+      await Promise.all([this.restoreSingleBlobFiles(single), mapLimit(other, REMOTE_FILE_CONCURRENCY, (f) => this.restoreRemoteFile(f))]);
     }
     for (const s of this.symlinks) await this.restoreSymlink(s);
     for (const l of this.links) await this.restoreHardlink(l);
@@ -171,7 +172,7 @@ class FileRestorer {
   /** Restores the queue's files, FILE_CONCURRENCY at a time, until it ends; the first failure ends it for all. */
   private async drain(queue: FileQueue<FileJob>): Promise<void> {
     const runner = async (): Promise<void> => {
-      for (let job = await queue.take(); job; job = await queue.take()) await this.restoreFile(job);
+      for (let job = await queue.take(); job; job = await queue.take()) await this.restoreLocalFile(job);
     };
     await Promise.all(
       Array.from({ length: FILE_CONCURRENCY }, () =>
@@ -248,26 +249,27 @@ class FileRestorer {
   }
 
   /**
-   * Has one seal worker create the file, open, verify and write its blobs in
-   * order, then set its metadata (core/seal-worker.ts, RestoreStep): for a
-   * local repository the worker also reads the blobs from the packs, so
-   * neither file contents nor per-file system calls pass through this thread,
-   * and the workers create and fill files in parallel.
+   * Restores a file over a network: this thread reads its blobs (by pack
+   * span, PackReads) and one seal worker creates the file, opens, verifies
+   * and writes the blobs in order, then sets its metadata (core/seal-worker.ts,
+   * RestoreStep), so that no per-file system call passes through this
+   * thread and the workers create and fill files in parallel.
    */
-  private async restoreFile(job: FileJob, preloaded?: PreloadedBlob): Promise<void> {
+  private async restoreRemoteFile(job: FileJob, preloaded?: PreloadedBlob): Promise<void> {
     const { repo, pool } = this.opts;
     const ids = job.node.content ?? [];
     const assigned = pool.assignFile(job.node.size ?? 0);
     const worker = assigned.worker;
     const file = pool.newFile();
     const created = pool.restoreStep(worker, { kind: 'create', file, path: job.path, size: job.node.size ?? 0 });
-    const reads = repo.remote && !preloaded ? new PackReads(repo, ids) : null;
+    // A preloaded blob is the file's only one.
+    const reads = preloaded ? null : new PackReads(repo, ids);
     const ahead = reads ? new ReadAhead(ids.length, BLOB_PREFETCH, (i) => reads.sealed(ids[i]!)) : null;
     const sent: { id: string; pack: string; outcome: Promise<RestoreOutcome> }[] = [];
     let pos = 0;
     let stop: { at: number; error: Error } | null = null;
     let settled = 0;
-    let notCreated: Error | null = null;
+    let closed: RestoreOutcome;
     // Closes the file whatever happened before; it sets the metadata too, which a file cut short gets as well.
     let finished: Promise<RestoreOutcome> | null = null;
     const finish = (): Promise<RestoreOutcome> =>
@@ -298,20 +300,9 @@ class FileRestorer {
         let step: RestoreStepRequest;
         let pack: string;
         try {
-          if (preloaded && i === 0) {
-            pack = preloaded.pack;
-            step = { kind: 'blob', file, type: 'data', id: Buffer.from(id, 'hex'), key: preloaded.key, checkId: preloaded.checkId, sealed: preloaded.sealed, sealedOwned: preloaded.owned === true, offset: 0, length: preloaded.sealed.length };
-          } else if (ahead) {
-            const r = await ahead.take();
-            pack = r.pack;
-            step = { kind: 'blob', file, type: 'data', id: Buffer.from(id, 'hex'), key: r.key, checkId: r.checkId, sealed: r.sealed, sealedOwned: r.owned === true, offset: 0, length: r.sealed.length };
-          } else {
-            const f = repo.blobFile('data', id);
-            const loc = f ?? repo.locateBlob('data', id);
-            pack = loc.pack;
-            const sealed = f ? undefined : (await repo.loadSealedBlob('data', id)).sealed;
-            step = { kind: 'blob', file, type: 'data', id: Buffer.from(id, 'hex'), key: loc.key, checkId: loc.checkId, ...(f ? { path: f.path } : { sealed: sealed! }), offset: loc.offset, length: loc.length };
-          }
+          const r = preloaded && i === 0 ? preloaded : await ahead!.take();
+          pack = r.pack;
+          step = { kind: 'blob', file, type: 'data', id: Buffer.from(id, 'hex'), key: r.key, checkId: r.checkId, sealed: r.sealed, sealedOwned: r.owned === true, offset: 0, length: r.sealed.length };
         } catch (e) {
           if (!isStowageError(e)) throw e;
           // The blobs already sent are written first: the file then stops where this one would begin.
@@ -328,19 +319,86 @@ class FileRestorer {
       await settleUpTo(sent.length);
     } finally {
       await ahead?.settled();
-      const closed = await finish();
+      closed = await finish();
       assigned.done();
-      const c = await created;
-      if ('stage' in c) {
-        const e = outcomeError(c, '', '');
-        if (errnoCode(e) === 'ENOSPC') throw new NoSpaceError(`no space left on the target's disk to create ${job.display}; free space and run the restore again`);
-        if (!errnoCode(e)) throw e;
-        notCreated = e;
-      }
-      if ('problem' in closed && closed.problem) this.problem(job.display, `metadata not fully restored: ${closed.problem}`);
-      // The last bytes of a file written around the page cache go out at the close: it holds only what made it.
-      if ('stage' in closed) stop = { at: Math.min(closed.at, stop?.at ?? closed.at), error: stop?.error ?? outcomeError(closed, '', '') };
     }
+    await this.conclude(job, await created, closed, stop);
+  }
+
+  /**
+   * Restores a file of a local repository whole on one worker
+   * (restore/file-lane.ts): the worker reads its blobs from the packs
+   * itself, so neither file contents nor per-file system calls pass through
+   * this thread, and it reads ahead across its files. A blob missing from
+   * the index stops the file there: the blobs before it are written.
+   */
+  private async restoreLocalFile(job: FileJob): Promise<void> {
+    const { repo, pool } = this.opts;
+    const ids = job.node.content ?? [];
+    const blobs: LaneBlob[] = [];
+    let stop: { at: number; error: Error } | null = null;
+    for (const id of ids) {
+      let f: ReturnType<Repository['blobFile']>;
+      try {
+        f = repo.blobFile('data', id);
+      } catch (e) {
+        if (!isStowageError(e)) throw e;
+        stop = { at: 0, error: e };
+        break;
+      }
+      if (!f) throw new Error('restoreLocalFile: the repository keeps no pack files');
+      blobs.push({ type: 'data', id: Buffer.from(id, 'hex'), key: f.key, checkId: f.checkId, path: f.path, offset: f.offset, length: f.length });
+    }
+    const assigned = pool.assignFile(job.node.size ?? 0);
+    let reported = 0;
+    let outcome: FileOutcome;
+    try {
+      outcome = await pool.restoreWholeFile(
+        assigned.worker,
+        {
+          path: job.path,
+          size: job.node.size ?? 0,
+          blobs,
+          ...(this.owners ? { owner: { uid: job.node.uid, gid: job.node.gid } } : {}),
+          mode: job.node.mode,
+          mtime: nsToSeconds(job.node.mtime),
+        },
+        (bytes) => {
+          reported += bytes;
+          this.counters.bytes += bytes;
+          this.progress.update(this.counters, job.display);
+        },
+      );
+    } finally {
+      assigned.done();
+    }
+    // What progress did not hear of yet.
+    this.counters.bytes += outcome.written - reported;
+    if (outcome.failed) {
+      const o = outcome.failed.outcome;
+      const id = ids[outcome.failed.index]!;
+      if ('at' in o) stop = { at: o.at, error: outcomeError(o, id, repo.locateBlob('data', id).pack) };
+    } else if (stop) stop = { at: outcome.written, error: stop.error }; // the blobs before the missing one are in
+    await this.conclude(job, outcome.created, outcome.finished, stop);
+  }
+
+  /**
+   * Reports how a file's restore ended: created or not, cut short (by a
+   * blob, a read or a write), metadata set or not; throws when the failure
+   * ends the whole run (a full disk, an unreachable store).
+   */
+  private async conclude(job: FileJob, created: RestoreOutcome, closed: RestoreOutcome, blobStop: { at: number; error: Error } | null): Promise<void> {
+    let stop = blobStop;
+    let notCreated: Error | null = null;
+    if ('stage' in created) {
+      const e = outcomeError(created, '', '');
+      if (errnoCode(e) === 'ENOSPC') throw new NoSpaceError(`no space left on the target's disk to create ${job.display}; free space and run the restore again`);
+      if (!errnoCode(e)) throw e;
+      notCreated = e;
+    }
+    if ('problem' in closed && closed.problem) this.problem(job.display, `metadata not fully restored: ${closed.problem}`);
+    // The last bytes of a file written around the page cache go out at the close: it holds only what made it.
+    if ('stage' in closed) stop = { at: Math.min(closed.at, stop?.at ?? closed.at), error: stop?.error ?? outcomeError(closed, '', '') };
     // The file system refused the file (a read-only or immutable directory, say): that file is missing, the rest go on.
     if (notCreated) {
       this.problem(job.display, `not restored: ${notCreated.message}`, true, errnoCode(notCreated));
@@ -408,10 +466,10 @@ class FileRestorer {
       const uses = new Map<number, number>();
       for (const m of r.members) uses.set(m.offset, (uses.get(m.offset) ?? 0) + 1);
       await mapLimit(r.members, REMOTE_FILE_CONCURRENCY, (m) =>
-        this.restoreFile(m.job, bytes ? { pack: r.pack, key: m.key, checkId: m.checkId, sealed: bytes.get(m.offset)!, owned: uses.get(m.offset) === 1 } : undefined),
+        this.restoreRemoteFile(m.job, bytes ? { pack: r.pack, key: m.key, checkId: m.checkId, sealed: bytes.get(m.offset)!, owned: uses.get(m.offset) === 1 } : undefined),
       );
     });
-    await mapLimit(alone, REMOTE_FILE_CONCURRENCY, (f) => this.restoreFile(f));
+    await mapLimit(alone, REMOTE_FILE_CONCURRENCY, (f) => this.restoreRemoteFile(f));
   }
 
   private async restoreSymlink(job: FileJob): Promise<void> {

@@ -1,0 +1,162 @@
+import test from 'ava';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { FileLane, type LaneBlob, type LaneFile, planReads } from '../restore/file-lane.ts';
+import { PackReader } from '../core/pack-reader.ts';
+import type { RestoreOutcome, RestoreStep } from '../core/seal-worker.ts';
+import { tempDir } from './helpers/tmp.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Blobs of the pack file at `file`, end to end from its start, of the given lengths. */
+function cut(file: string, lengths: readonly number[]): LaneBlob[] {
+  let offset = 0;
+  return lengths.map((length) => {
+    const b: LaneBlob = { type: 'data', id: randomBytes(32), key: randomBytes(32), checkId: false, path: file, offset, length };
+    offset += length;
+    return b;
+  });
+}
+
+/** Deterministic shuffle (packs hold a file's blobs in random order). */
+function shuffled<T>(items: readonly T[], seed: number): T[] {
+  const out = [...items];
+  let s = seed;
+  for (let i = out.length - 1; i > 0; i--) {
+    s = (s * 1103515245 + 12345) & 0x7fffffff;
+    const j = s % (i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+/**
+ * The worker's steps, standing in for the file system: each file's bytes as
+ * they arrive, and a blob made to fail its check where asked (a fault a real
+ * blob gives only with a damaged pack).
+ */
+function recordingSteps(failAt?: { file: number; blob: Uint8Array }) {
+  const files = new Map<number, Buffer[]>();
+  const blobsSeen: Uint8Array[] = [];
+  const step = async (s: RestoreStep, read?: Buffer | Error): Promise<RestoreOutcome> => {
+    if (s.kind === 'create') {
+      files.set(s.file, []);
+      return { seq: s.seq, done: true };
+    }
+    if (s.kind === 'finish') return { seq: s.seq, finished: true };
+    if (!(read instanceof Buffer)) throw new Error('a blob came without its bytes');
+    blobsSeen.push(s.id);
+    const written = files.get(s.file)!;
+    if (failAt && failAt.file === s.file && Buffer.compare(Buffer.from(failAt.blob), Buffer.from(s.id)) === 0) return { seq: s.seq, failure: 'decrypt', at: Buffer.concat(written).length };
+    written.push(Buffer.from(read));
+    return { seq: s.seq, written: read.length };
+  };
+  return { files, blobsSeen, step };
+}
+
+function laneFile(seq: number, blobs: LaneBlob[]): LaneFile {
+  return { seq, path: Buffer.from(`/nowhere/${seq}`), size: blobs.reduce((n, b) => n + b.length, 0), blobs, mode: 0o644, mtime: 0 };
+}
+
+function expected(packs: Map<string, Buffer>, blobs: readonly LaneBlob[]): Buffer {
+  return Buffer.concat(blobs.map((b) => packs.get(b.path)!.subarray(b.offset, b.offset + b.length)));
+}
+
+test('the blobs of a file that a pack holds close together are read as one span; large blobs far apart in a pack one by one', (t) => {
+  // A database file's 64 KiB pages, shuffled within one pack among other files' blobs: one span.
+  const pages = cut('/p/a', Array.from({ length: 64 }, () => 64 * KiB));
+  const pagesOfFile = shuffled(pages.filter((_, i) => i % 2 === 0), 1);
+  const pageUnits = new Set(planReads(pagesOfFile).map((r) => r.unit));
+  t.is(pageUnits.size, 1);
+  // Two 1 MiB blobs at both ends of a 16 MiB pack, the rest other files': one read each.
+  const big = cut('/p/b', Array.from({ length: 16 }, () => MiB));
+  const ends = [big[0]!, big[15]!];
+  const endUnits = planReads(ends).map((r) => r.unit);
+  t.is(new Set(endUnits).size, 2);
+  t.deepEqual(
+    endUnits.map((u) => u.length),
+    [MiB, MiB],
+  );
+});
+
+test('a lane restores its files in order, each byte for byte, reading through an arena smaller than a span', async (t) => {
+  const dir = await tempDir(t);
+  const packs = new Map<string, Buffer>();
+  const blobsOf: LaneBlob[][] = [];
+  for (const name of ['a', 'b']) {
+    const file = path.join(dir, name);
+    const lengths = Array.from({ length: 48 }, (_, i) => 32 * KiB + ((i * 7919) % (64 * KiB)));
+    const bytes = randomBytes(lengths.reduce((n, l) => n + l, 0));
+    await writeFile(file, bytes);
+    packs.set(file, bytes);
+    blobsOf.push(cut(file, lengths));
+  }
+  // File 1 takes pack a's blobs and pack b's, interleaved and shuffled (two workers filled two packs at once);
+  // file 2 the rest of b; file 3 one blob of a again.
+  const [a, b] = blobsOf as [LaneBlob[], LaneBlob[]];
+  const f1 = shuffled(a, 3).flatMap((x, i) => [x, b[i]!]).slice(0, 80);
+  const f2 = b.slice(40);
+  const f3 = [a[5]!];
+  const steps = recordingSteps();
+  // 1 MiB of arena against spans of about 3 MiB: reads the lane waits on go past it.
+  const reader = new PackReader(MiB);
+  const lane = new FileLane({ read: (p, o, l, force) => reader.read(p, o, l, force), step: steps.step, progress: () => {} }, { maxReads: 4 });
+  const outcomes = await Promise.all([lane.add(laneFile(1, f1)), lane.add(laneFile(2, f2)), lane.add(laneFile(3, f3))]);
+  for (const [i, blobs] of [f1, f2, f3].entries()) {
+    const got = Buffer.concat(steps.files.get(i + 1)!);
+    t.true(got.equals(expected(packs, blobs)), `file ${i + 1}`);
+    t.is(outcomes[i]!.written, got.length);
+    t.is(outcomes[i]!.failed, undefined);
+  }
+  t.is(steps.blobsSeen.length, f1.length + f2.length + f3.length);
+});
+
+test('a blob that fails stops its file there: no later blob of it is opened, and the next file is restored whole', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'pack');
+  const lengths = Array.from({ length: 40 }, () => 100 * KiB);
+  const bytes = randomBytes(40 * 100 * KiB);
+  await writeFile(file, bytes);
+  const blobs = cut(file, lengths);
+  const first = blobs.slice(0, 30);
+  const second = blobs.slice(30);
+  const steps = recordingSteps({ file: 1, blob: first[12]!.id });
+  const reader = new PackReader(4 * MiB);
+  const lane = new FileLane({ read: (p, o, l, force) => reader.read(p, o, l, force), step: steps.step, progress: () => {} }, { maxReads: 4 });
+  const [o1, o2] = await Promise.all([lane.add(laneFile(1, first)), lane.add(laneFile(2, second))]);
+  t.is(o1!.failed?.index, 12);
+  t.is(o1!.written, 12 * 100 * KiB);
+  t.true(Buffer.concat(steps.files.get(1)!).equals(expected(new Map([[file, bytes]]), first.slice(0, 12))));
+  // The failed blob was the last of file 1 to be opened.
+  t.false(steps.blobsSeen.some((id) => first.slice(13).some((b) => Buffer.compare(Buffer.from(b.id), Buffer.from(id)) === 0)));
+  t.true(Buffer.concat(steps.files.get(2)!).equals(expected(new Map([[file, bytes]]), second)));
+  t.is(o2!.failed, undefined);
+});
+
+test('a pack reader gives no room past its arena unless forced, and a released read makes room again', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'pack');
+  const bytes = randomBytes(3 * MiB);
+  await writeFile(file, bytes);
+  const reader = new PackReader(2 * MiB);
+  const one = await reader.read(file, 0, 1536 * KiB, false)!;
+  t.true(one.bytes.equals(bytes.subarray(0, 1536 * KiB)));
+  t.is(reader.read(file, MiB, MiB, false), null);
+  const forced = await reader.read(file, MiB, MiB, true)!;
+  t.true(forced.bytes.equals(bytes.subarray(MiB, 2 * MiB)));
+  one.release();
+  const again = await reader.read(file, 2 * MiB, MiB, false)!;
+  t.true(again.bytes.equals(bytes.subarray(2 * MiB)));
+});
+
+test('a read past the end of a pack fails with a short-read error that names the offset', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'pack');
+  await writeFile(file, randomBytes(100 * KiB));
+  const reader = new PackReader(MiB);
+  const e = await t.throwsAsync(reader.read(file, 90 * KiB, 20 * KiB, false)!);
+  t.regex(e!.message, /wanted 20480 bytes at offset 92160/);
+  t.is((e as { code?: string }).code, 'SHORT_READ');
+});
