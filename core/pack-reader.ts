@@ -95,7 +95,15 @@ export class PackReader {
     if (at === null && !force) return null;
     const into = at === null ? Buffer.allocUnsafeSlow(length) : this.arena.subarray(at, at + length);
     const release = at === null ? () => {} : () => this.regions.give(at, region);
-    return this.readInto(this.open(path), into, offset, release);
+    let f: OpenPack;
+    try {
+      f = this.open(path);
+    } catch (e) {
+      // A pack that cannot be opened fails this read, as one that cannot be read does.
+      release();
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
+    return this.readInto(f, into, offset, release);
   }
 
   private async readInto(f: OpenPack, into: Buffer, offset: number, release: () => void): Promise<ReadBytes> {

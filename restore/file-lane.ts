@@ -77,6 +77,8 @@ class ReadUnit {
   readonly path: string;
   readonly offset: number;
   readonly length: number;
+  /** Holds more than one blob of its file (a span). */
+  readonly span: boolean;
   /** Blobs still to take from it. */
   remaining: number;
   /** Its file stopped before any of its blobs: never to be read. */
@@ -91,6 +93,7 @@ class ReadUnit {
     this.offset = offset;
     this.length = length;
     this.remaining = blobs;
+    this.span = blobs > 1;
   }
 
   get started(): boolean {
@@ -98,10 +101,7 @@ class ReadUnit {
   }
 
   start(read: Promise<ReadBytes>): void {
-    this.result = read.then(
-      (r) => r,
-      (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
-    );
+    this.result = settle(read);
     if (this.wake) void this.result.then(this.wake);
   }
 
@@ -235,6 +235,7 @@ export class FileLane {
     if (--u.remaining > 0) return;
     if (!u.started) {
       u.dropped = true;
+      this.pump();
       return;
     }
     const r = got ?? (await u.take());
@@ -271,11 +272,15 @@ export class FileLane {
       if (!r.unit.started) this.pump();
       const got = await taking;
       const b = file.blobs[index]!;
+      // A span that could not be read whole (a pack cut short, a bad sector) is read blob by blob: the file keeps
+      // every blob up to the first that cannot be read, as if each were read on its own.
+      const own = got instanceof Error && r.unit.span ? await settle(this.parts.read(b.path, b.offset, b.length, true)!) : null;
       let o: RestoreOutcome;
       try {
-        const bytes = got instanceof Error ? got : got.bytes.subarray(r.at, r.at + b.length);
+        const bytes = own ? (own instanceof Error ? own : own.bytes) : got instanceof Error ? got : got.bytes.subarray(r.at, r.at + b.length);
         o = await this.parts.step({ kind: 'blob', seq: 0, file: file.seq, type: b.type, id: b.id, key: b.key, checkId: b.checkId, offset: b.offset, length: b.length }, bytes);
       } finally {
+        if (own && !(own instanceof Error)) own.release();
         await this.release(r.unit, got);
       }
       if ('written' in o) {
@@ -286,4 +291,12 @@ export class FileLane {
     const finished = await this.parts.step({ kind: 'finish', seq: 0, file: file.seq, ...(file.owner ? { owner: file.owner } : {}), mode: file.mode, mtime: file.mtime });
     return { seq: file.seq, written, created, ...(failed ? { failed } : {}), finished };
   }
+}
+
+/** A read's bytes, or its failure as an Error. */
+function settle(read: Promise<ReadBytes>): Promise<ReadBytes | Error> {
+  return read.then(
+    (r) => r,
+    (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+  );
 }

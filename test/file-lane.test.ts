@@ -46,9 +46,10 @@ function recordingSteps(failAt?: { file: number; blob: Uint8Array }) {
       return { seq: s.seq, done: true };
     }
     if (s.kind === 'finish') return { seq: s.seq, finished: true };
-    if (!(read instanceof Buffer)) throw new Error('a blob came without its bytes');
-    blobsSeen.push(s.id);
     const written = files.get(s.file)!;
+    if (read instanceof Error) return { seq: s.seq, stage: 'read', error: read.message, at: Buffer.concat(written).length };
+    if (!read) throw new Error('a blob came without its bytes');
+    blobsSeen.push(s.id);
     if (failAt && failAt.file === s.file && Buffer.compare(Buffer.from(failAt.blob), Buffer.from(s.id)) === 0) return { seq: s.seq, failure: 'decrypt', at: Buffer.concat(written).length };
     written.push(Buffer.from(read));
     return { seq: s.seq, written: read.length };
@@ -133,6 +134,44 @@ test('a blob that fails stops its file there: no later blob of it is opened, and
   t.false(steps.blobsSeen.some((id) => first.slice(13).some((b) => Buffer.compare(Buffer.from(b.id), Buffer.from(id)) === 0)));
   t.true(Buffer.concat(steps.files.get(2)!).equals(expected(new Map([[file, bytes]]), second)));
   t.is(o2!.failed, undefined);
+});
+
+test('a pack that cannot be opened fails the blob read from it, and the lane goes on with the next file', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'pack');
+  const bytes = randomBytes(8 * 100 * KiB);
+  await writeFile(file, bytes);
+  const blobs = cut(file, Array.from({ length: 8 }, () => 100 * KiB));
+  const missing = cut(path.join(dir, 'gone'), [100 * KiB]);
+  const steps = recordingSteps();
+  const reader = new PackReader(4 * MiB);
+  const lane = new FileLane({ read: (p, o, l, force) => reader.read(p, o, l, force), step: steps.step, progress: () => {} }, { maxReads: 4 });
+  const [o1, o2] = await Promise.all([lane.add(laneFile(1, [...blobs.slice(0, 3), ...missing, blobs[3]!])), lane.add(laneFile(2, blobs.slice(4)))]);
+  t.is(o1!.failed?.index, 3);
+  t.is((o1!.failed?.outcome as { stage?: string }).stage, 'read');
+  t.regex((o1!.failed!.outcome as { error: string }).error, /ENOENT/);
+  t.is(o1!.written, 3 * 100 * KiB);
+  t.true(Buffer.concat(steps.files.get(2)!).equals(expected(new Map([[file, bytes]]), blobs.slice(4))));
+});
+
+test('a span that a pack cut short cannot fill: the file keeps every blob before the first one past the end', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'pack');
+  const bytes = randomBytes(40 * 100 * KiB);
+  const blobs = cut(file, Array.from({ length: 40 }, () => 100 * KiB));
+  // The file takes the pack's blobs in random order (three that survive first); the pack lost its last 14.5 blobs.
+  const order = [blobs[4]!, blobs[0]!, blobs[9]!, ...shuffled([...blobs.slice(1, 4), ...blobs.slice(5, 9), ...blobs.slice(10)], 7)];
+  const kept = 25 * 100 * KiB + 50 * KiB;
+  await writeFile(file, bytes.subarray(0, kept));
+  const firstLost = order.findIndex((b) => b.offset + b.length > kept);
+  t.true(firstLost >= 3);
+  const steps = recordingSteps();
+  const reader = new PackReader(8 * MiB);
+  const lane = new FileLane({ read: (p, o, l, force) => reader.read(p, o, l, force), step: steps.step, progress: () => {} }, { maxReads: 4 });
+  t.is(new Set(planReads(order).map((r) => r.unit)).size, 1);
+  const outcome = await lane.add(laneFile(1, order));
+  t.is(outcome.failed?.index, firstLost);
+  t.true(Buffer.concat(steps.files.get(1)!).equals(expected(new Map([[file, bytes]]), order.slice(0, firstLost))));
 });
 
 test('a pack reader gives no room past its arena unless forced, and a released read makes room again', async (t) => {
