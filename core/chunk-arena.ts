@@ -9,7 +9,8 @@
  * and fresh pages cost more than the copy on a virtual machine whose host
  * reclaims freed guest memory. The arena's size is also the bound on chunk
  * data in flight, so a fast disk cannot fill memory while a slow upload
- * drains.
+ * drains. A restore's workers read pack bytes into one too
+ * (core/pack-reader.ts).
  */
 
 export interface Region {

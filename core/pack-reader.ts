@@ -15,11 +15,10 @@
  * 2.9–3.0 s (docs/benchmarks.md).
  */
 import * as fs from 'node:fs';
+import { ChunkArena } from './chunk-arena.ts';
 
 /** Pack files kept open (objects never change). */
 const OPEN_FILES = 32;
-/** Regions are handed out in multiples of this. */
-const GRAIN = 4096;
 
 /** Bytes read, lent until release(). */
 export interface ReadBytes {
@@ -35,52 +34,16 @@ interface OpenPack {
   closed: boolean;
 }
 
-/** Regions of an arena, handed out first fit and given back in any order. */
-class Regions {
-  /** Free spans as [start, end), sorted and never adjacent. */
-  private free: [number, number][];
-
-  constructor(size: number) {
-    this.free = [[0, size]];
-  }
-
-  take(length: number): number | null {
-    for (let i = 0; i < this.free.length; i++) {
-      const span = this.free[i]!;
-      if (span[1] - span[0] < length) continue;
-      const offset = span[0];
-      span[0] += length;
-      if (span[0] === span[1]) this.free.splice(i, 1);
-      return offset;
-    }
-    return null;
-  }
-
-  give(offset: number, length: number): void {
-    let i = 0;
-    while (i < this.free.length && this.free[i]![0] < offset) i++;
-    this.free.splice(i, 0, [offset, offset + length]);
-    if (i + 1 < this.free.length && this.free[i]![1] === this.free[i + 1]![0]) {
-      this.free[i]![1] = this.free[i + 1]![1];
-      this.free.splice(i + 1, 1);
-    }
-    if (i > 0 && this.free[i - 1]![1] === this.free[i]![0]) {
-      this.free[i - 1]![1] = this.free[i]![1];
-      this.free.splice(i, 1);
-    }
-  }
-}
-
 export class PackReader {
   private readonly fds = new Map<string, OpenPack>();
-  private readonly arena: Buffer;
-  private readonly regions: Regions;
+  /** Regions handed out first fit and given back in any order (the same free list a backup's chunks use). */
+  private readonly arena: ChunkArena;
+  private readonly bytes: Buffer;
 
   /** `arenaBytes`: what may be read and not yet released at once, except for forced reads. */
   constructor(arenaBytes: number) {
-    const size = Math.ceil(arenaBytes / GRAIN) * GRAIN;
-    this.arena = Buffer.allocUnsafeSlow(size);
-    this.regions = new Regions(size);
+    this.arena = new ChunkArena(arenaBytes);
+    this.bytes = Buffer.from(this.arena.buffer);
   }
 
   /**
@@ -90,11 +53,10 @@ export class PackReader {
    * read, and the bytes that fill the arena are given back only after it).
    */
   read(path: string, offset: number, length: number, force: boolean): Promise<ReadBytes> | null {
-    const region = Math.ceil(length / GRAIN) * GRAIN;
-    const at = this.regions.take(region);
-    if (at === null && !force) return null;
-    const into = at === null ? Buffer.allocUnsafeSlow(length) : this.arena.subarray(at, at + length);
-    const release = at === null ? () => {} : () => this.regions.give(at, region);
+    const region = this.arena.tryAlloc(length);
+    if (region === null && !force) return null;
+    const into = region === null ? Buffer.allocUnsafeSlow(length) : this.bytes.subarray(region.offset, region.offset + length);
+    const release = region === null ? () => {} : () => this.arena.release(region.offset, length);
     let f: OpenPack;
     try {
       f = this.open(path);
@@ -149,6 +111,6 @@ async function readFully(fd: number, into: Buffer, position: number): Promise<nu
   return got;
 }
 
-function shortRead(length: number, offset: number, got: number): Error {
+export function shortRead(length: number, offset: number, got: number): Error {
   return Object.assign(new Error(`short read: wanted ${length} bytes at offset ${offset}, the pack ends after ${got}`), { code: 'SHORT_READ' });
 }

@@ -19,7 +19,7 @@ import { blobId, initCrypto } from './crypto.ts';
 import { type BlobType, openVerifiedBlob, openVerifiedBlobLent, sealBlobInto, sealedBlobMax } from './envelope.ts';
 import type { DirectAppender } from './direct-write.ts';
 import { createRestored } from './fresh-file.ts';
-import { PackReader } from './pack-reader.ts';
+import { PackReader, shortRead } from './pack-reader.ts';
 import { type KeySlot, layOut, packTail, packTailMaxSize } from './pack.ts';
 import { FileLane, type FileOutcome, type LaneFile } from '../restore/file-lane.ts';
 
@@ -330,10 +330,6 @@ class PackFiles {
       fs.closeSync(fd);
     }
   }
-}
-
-function shortRead(length: number, offset: number, got: number): Error {
-  return Object.assign(new Error(`short read: wanted ${length} bytes at offset ${offset}, the pack ends after ${got}`), { code: 'SHORT_READ' });
 }
 
 /** A file a restore is writing, in a worker. */

@@ -67,7 +67,6 @@ export interface LaneParts {
   progress(seq: number, bytes: number): void;
 }
 
-
 /**
  * One read from a pack: a single blob, or a span holding several blobs of
  * the same file. Its bytes are kept until the last of its blobs is written
@@ -176,6 +175,12 @@ export function planReads(blobs: readonly LaneBlob[]): BlobRead[] {
 /** Files created ahead of the one being written. */
 const CREATE_AHEAD = 4;
 
+/** A file added to a lane, and its creation once started. */
+interface LaneEntry {
+  readonly file: LaneFile;
+  created: Promise<RestoreOutcome> | null;
+}
+
 export class FileLane {
   private readonly parts: LaneParts;
   /** Reads in flight at most: libuv's four threads also carry the direct writes, which must not wait behind a long queue. */
@@ -185,7 +190,7 @@ export class FileLane {
   private reading = 0;
   private last: Promise<unknown> = Promise.resolve();
   /** Files added and not yet finished, in order; the next one is created while the one before is written. */
-  private readonly files: { readonly file: LaneFile; created: Promise<RestoreOutcome> | null }[] = [];
+  private readonly files: LaneEntry[] = [];
 
   constructor(parts: LaneParts, opts: { maxReads: number }) {
     this.parts = parts;
@@ -197,7 +202,7 @@ export class FileLane {
     const reads = planReads(file.blobs);
     for (const r of new Set(reads.map((r) => r.unit))) this.queue.push(r);
     this.pump();
-    const entry = { file, created: null as Promise<RestoreOutcome> | null };
+    const entry: LaneEntry = { file, created: null };
     this.files.push(entry);
     if (this.files.length <= CREATE_AHEAD + 1) void this.create(entry);
     const outcome = this.last.then(() => this.restore(entry, reads));
@@ -244,11 +249,11 @@ export class FileLane {
   }
 
   /** Starts creating a file (off this thread: fresh-file.ts, createRestored). */
-  private create(entry: { readonly file: LaneFile; created: Promise<RestoreOutcome> | null }): Promise<RestoreOutcome> {
+  private create(entry: LaneEntry): Promise<RestoreOutcome> {
     return (entry.created ??= this.parts.step({ kind: 'create', seq: 0, file: entry.file.seq, path: entry.file.path, size: entry.file.size }));
   }
 
-  private async restore(entry: { readonly file: LaneFile; created: Promise<RestoreOutcome> | null }, reads: readonly BlobRead[]): Promise<FileOutcome> {
+  private async restore(entry: LaneEntry, reads: readonly BlobRead[]): Promise<FileOutcome> {
     const file = entry.file;
     for (const next of this.files.slice(1, CREATE_AHEAD + 1)) void this.create(next);
     try {
