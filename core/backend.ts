@@ -73,12 +73,6 @@ export interface Backend {
    * themselves. The file must be read-only to its reader, as objects never change.
    */
   filePath?(h: Handle): string;
-  /**
-   * A range of an object read before returning, for backends whose objects
-   * are files on this machine; errors as load's. Trees are read this way
-   * (core/repository.ts, readBlobBytes).
-   */
-  loadSync?(h: Handle, range: ByteRange): Buffer;
   /** Prepares an empty repository; RepositoryExistsError if one is there. */
   create(): Promise<void>;
   save(h: Handle, data: Body): Promise<void>;

@@ -547,10 +547,6 @@ export class Repository {
       if (offset + length > whole.length) throw new IntegrityError(describe(h), 'blob lies beyond the end of the pack');
       return whole.subarray(offset, offset + length);
     }
-    // Read here rather than on libuv's four threads, where a restore's workers keep their reads of up to 24 MiB
-    // and their writes: a cold 1 GiB restore read its 413 trees in 20-35 ms instead of 265-315 ms, and was done
-    // planning 0.12-0.2 s after it began instead of 0.45 s. A tree is a few KiB; the kernel reads the pack around it ahead.
-    if (type === 'tree' && this.backend.loadSync) return this.backend.loadSync(h, { offset, length });
     return await this.backend.load(h, { offset, length });
   }
 

@@ -16,7 +16,6 @@
  */
 import * as fss from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { setImmediate } from 'node:timers/promises';
 import { BackendError, IntegrityError, NoSpaceError, UnsafePathError, errnoCode, isStowageError } from '../core/errors.ts';
 import { type Counters, type ProgressReporter, newCounters, silentProgress } from '../core/progress.ts';
 import type { Repository } from '../core/repository.ts';
@@ -74,8 +73,6 @@ interface DirJob {
 /** Files of a local repository handed to the workers at a time (each worker writes its own one after another), and files restored at a time over a network. */
 const FILE_CONCURRENCY = 8;
 const REMOTE_FILE_CONCURRENCY = 8;
-/** Planning lets the event loop run at least this often (ms), so that the files it has planned reach the workers. */
-const YIELD_MS = 2;
 /** Blobs fetched ahead within one file (over a network). */
 const BLOB_PREFETCH = 4;
 /** Blobs of one file handed to its worker and not yet written. */
@@ -112,8 +109,6 @@ class FileRestorer {
   private readonly hardlinkFirst = new Map<string, FileJob>();
   /** Files to restore as planning finds them (local repositories). */
   private queue: FileQueue<FileJob> | null = null;
-  /** When planning last let the event loop run. */
-  private yielded = 0;
 
   constructor(opts: FileRestoreOptions) {
     this.opts = opts;
@@ -200,12 +195,6 @@ class FileRestorer {
     // A file that failed beyond its own problems (a full disk) ends the restore: no point reading further.
     if (this.queue?.abandoned) return;
     const tree = await loadTree(this.opts.repo, treeId);
-    // A local repository's trees are read without waiting on the event loop (Repository.readBlobBytes): let the
-    // files planned so far go out to the workers.
-    if (this.queue && performance.now() - this.yielded > YIELD_MS) {
-      await setImmediate();
-      this.yielded = performance.now();
-    }
     const seen = new Set<string>();
     for (const node of tree.nodes) {
       const name = nameBytes(node);

@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { LocalBackend } from '../core/backends/local.ts';
-import { IntegrityError, ObjectNotFoundError } from '../core/errors.ts';
 import { backendSuite } from './helpers/backend-suite.ts';
 import { cachedBytes, directRefusingDir, leftoverTemps } from './helpers/files.ts';
 import { tempDir } from './helpers/tmp.ts';
@@ -79,21 +78,4 @@ test('where the file system refuses O_DIRECT (ramfs), packs are written through 
     await be.save({ type: 'data', name }, parts);
     t.true(readFileSync(be.filePath({ type: 'data', name })).equals(whole));
   }
-});
-
-test('a range read before returning (how trees are read) gives the bytes load gives, and the same errors', async (t) => {
-  const be = new LocalBackend(path.join(await tempDir(t), 'repo'));
-  await be.create();
-  const d = randomBytes(5000);
-  const name = createHash('sha256').update(d).digest('hex');
-  await be.save({ type: 'data', name }, d);
-  const h = { type: 'data' as const, name };
-  t.deepEqual(be.loadSync(h, { offset: 1000, length: 3000 }), d.subarray(1000, 4000));
-  t.deepEqual(be.loadSync(h, { offset: 1000, length: 3000 }), await be.load(h, { offset: 1000, length: 3000 }));
-  // Past the end: the object is named, as load names it.
-  const short = t.throws(() => be.loadSync(h, { offset: 4000, length: 2000 }), { instanceOf: IntegrityError });
-  t.regex(short.message, new RegExp(`${name}.*short read: wanted 2000 bytes at offset 4000, object ends after 1000`));
-  await t.throwsAsync(be.load(h, { offset: 4000, length: 2000 }), { message: short.message });
-  const missing = { type: 'data' as const, name: 'ab'.repeat(32) };
-  t.throws(() => be.loadSync(missing, { offset: 0, length: 10 }), { instanceOf: ObjectNotFoundError });
 });

@@ -158,31 +158,11 @@ export class LocalBackend implements Backend {
           if (bytesRead === 0) break;
           got += bytesRead;
         }
-        if (got < range.length) throw shortRangeRead(h, range, got);
+        if (got < range.length) {
+          throw new IntegrityError(describe(h), `short read: wanted ${range.length} bytes at offset ${range.offset}, object ends after ${got}`);
+        }
         return buf;
       });
-    } catch (e) {
-      throw translate(e, h);
-    }
-  }
-
-  loadSync(h: Handle, range: ByteRange): Buffer {
-    const p = this.pathOf(h);
-    try {
-      const fd = fss.openSync(p, 'r');
-      try {
-        const buf = Buffer.allocUnsafe(range.length);
-        let got = 0;
-        while (got < range.length) {
-          const n = fss.readSync(fd, buf, got, range.length - got, range.offset + got);
-          if (n === 0) break;
-          got += n;
-        }
-        if (got < range.length) throw shortRangeRead(h, range, got);
-        return buf;
-      } finally {
-        fss.closeSync(fd);
-      }
     } catch (e) {
       throw translate(e, h);
     }
@@ -284,10 +264,6 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   }
 }
 
-
-function shortRangeRead(h: Handle, range: ByteRange, got: number): IntegrityError {
-  return new IntegrityError(describe(h), `short read: wanted ${range.length} bytes at offset ${range.offset}, object ends after ${got}`);
-}
 
 function translate(e: unknown, h: Handle): Error {
   if (isStowageError(e)) return e;
