@@ -203,7 +203,7 @@ export class SealPool {
         for (const it of m.items) this.fileProgress.get(it.seq)?.(it.bytes);
         break;
       case 'file':
-        this.fileProgress.delete(m.outcome.seq);
+        // restoreWholeFile forgets the file's progress callback once this settles it.
         this.settle(m.outcome.seq, m.outcome);
         break;
       case 'verified':
