@@ -5,6 +5,7 @@
 import { openBackend } from '../core/backends/open.ts';
 import { defaultCacheRoot } from '../core/cache-root.ts';
 import { UsageError } from '../core/errors.ts';
+import { PackWarmer } from '../core/pack-warmer.ts';
 import { Repository } from '../core/repository.ts';
 import { Output } from './output.ts';
 import { readPassword } from './password.ts';
@@ -58,9 +59,23 @@ export function cacheRootOf(ctx: Context): string | null {
   return ctx.global.cacheDir ?? defaultCacheRoot(ctx.env);
 }
 
-export async function openRepository(ctx: Context): Promise<Repository> {
+export interface OpenRepositoryOptions {
+  /**
+   * Read the repository's packs into the page cache while the key is derived
+   * (core/pack-warmer.ts): for a command that will read most of them.
+   */
+  readonly warmPacks?: boolean;
+}
+
+export async function openRepository(ctx: Context, opts: OpenRepositoryOptions = {}): Promise<Repository> {
   const backend = await backendOf(ctx);
   const password = await readPassword(ctx.global, ctx.env);
   const keyHint = ctx.global.keyHint ?? ctx.env['STOWAGE_KEY_HINT'];
-  return await Repository.open(backend, password, { cacheRoot: cacheRootOf(ctx), ...(keyHint ? { keyHint } : {}) });
+  // Started once the passphrase is known, so that it overlaps the derivation only, not a prompt.
+  const warmer = opts.warmPacks ? PackWarmer.start(backend) : null;
+  try {
+    return await Repository.open(backend, password, { cacheRoot: cacheRootOf(ctx), ...(keyHint ? { keyHint } : {}) });
+  } finally {
+    void warmer?.stop();
+  }
 }

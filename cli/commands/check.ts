@@ -25,7 +25,8 @@ export function parseSubset(o: CheckOptions): DataSubset {
 
 export async function run(ctx: Context, opts: CheckOptions): Promise<number> {
   const subset = parseSubset(opts);
-  const repo = await openRepository(ctx);
+  // Reading all the data reads every pack: the first ones may as well be read while the key is derived.
+  const repo = await openRepository(ctx, { warmPacks: subset.kind === 'all' });
   try {
     if (subset.kind !== 'none') repo.requireContentAccess('check --read-data');
     const lock = await RepositoryLock.acquire(repo, { exclusive: false, operation: 'check' });

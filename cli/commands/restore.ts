@@ -22,7 +22,8 @@ export async function run(ctx: Context, snapshotRef: string, opts: RestoreOption
   if (opts.volume !== undefined && opts.path !== undefined) throw new UsageError('--volume NAME already names a path (/volumes/NAME); add --path inside it as --path /volumes/NAME/…');
   const path = opts.volume !== undefined && !opts.intoVolume ? `/volumes/${opts.volume}` : opts.path;
   if (!docker && !opts.target) throw new UsageError('restore needs --target DIR (where to put the files), --to-host, or --into-volume NAME');
-  const repo = await openRepository(ctx);
+  // A whole snapshot needs most of a repository's packs; a path within it may need few.
+  const repo = await openRepository(ctx, { warmPacks: path === undefined });
   const lock = await RepositoryLock.acquire(repo, { exclusive: false, operation: 'restore' });
   const pool = new SealPool(repo.poolKeys(), null);
   pool.warmUp();
