@@ -62,9 +62,10 @@ export function cacheRootOf(ctx: Context): string | null {
 export interface OpenRepositoryOptions {
   /**
    * Read the repository's packs into the page cache while the key is derived
-   * (core/pack-warmer.ts): for a command that will read most of them.
+   * (core/pack-warmer.ts), for a command that will read most of them; the
+   * names of the packs read to their end go into this set as they are read.
    */
-  readonly warmPacks?: boolean;
+  readonly warmPacksInto?: Set<string>;
 }
 
 export async function openRepository(ctx: Context, opts: OpenRepositoryOptions = {}): Promise<Repository> {
@@ -72,7 +73,7 @@ export async function openRepository(ctx: Context, opts: OpenRepositoryOptions =
   const password = await readPassword(ctx.global, ctx.env);
   const keyHint = ctx.global.keyHint ?? ctx.env['STOWAGE_KEY_HINT'];
   // Started once the passphrase is known, so that it overlaps the derivation only, not a prompt.
-  const warmer = opts.warmPacks ? PackWarmer.start(backend) : null;
+  const warmer = opts.warmPacksInto ? PackWarmer.start(backend, { into: opts.warmPacksInto }) : null;
   try {
     return await Repository.open(backend, password, { cacheRoot: cacheRootOf(ctx), ...(keyHint ? { keyHint } : {}) });
   } finally {

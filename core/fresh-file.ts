@@ -22,11 +22,11 @@ export function removeEntry(p: Buffer): void {
  * more is written around the page cache (core/direct-write.ts) where the
  * file system allows it, and through the cache otherwise.
  */
-export async function createRestored(p: Buffer, size: number): Promise<{ fd: number; direct: DirectAppender | null }> {
+export function createRestored(p: Buffer, size: number): { fd: number; direct: DirectAppender | null } {
   if (size >= DIRECT_MIN && O_DIRECT !== undefined) {
     let fd: number | null = null;
     try {
-      fd = await createFresh(p, O_DIRECT);
+      fd = createFresh(p, O_DIRECT);
     } catch (e) {
       // Refused at the open (the file may be there or not: the open below replaces it either way).
       if (errnoCode(e) !== 'EINVAL') throw e;
@@ -43,27 +43,27 @@ export async function createRestored(p: Buffer, size: number): Promise<{ fd: num
       fs.closeSync(fd);
     }
   }
-  return { fd: await createFresh(p), direct: null };
+  return { fd: createFresh(p), direct: null };
 }
 
 /**
  * Creates the file at p for writing (mode 0600 until its own is set); into
- * an empty target, one open and no lookup. The open runs on libuv's
- * threads, so that a restore's worker opens blobs meanwhile (its lane
- * creates the next files ahead, restore/file-lane.ts): creating a file can
- * cost the kernel 0.1–0.2 ms, as where many files were deleted in the last
- * minutes (ext4 skips recently deleted inodes, reading their table first).
+ * an empty target, one open and no lookup. The open runs on the calling
+ * thread (a restore's worker): handed to libuv's threads, each file created
+ * cost two thread switches, which on a virtual machine cost more than the
+ * open itself. Restoring 40,824 small files from packs in the page cache,
+ * the process switched threads 90,000 times instead of 24,000 and took
+ * 5.8-6.0 s instead of 5.0-5.4 s (docs/benchmarks.md). An open can cost the
+ * kernel 0.1-0.2 ms where many files were deleted in the last minutes (ext4
+ * skips recently deleted inodes, reading their table first); the worker
+ * then waits that long.
  */
-async function createFresh(p: Buffer, extraFlags = 0): Promise<number> {
+function createFresh(p: Buffer, extraFlags = 0): number {
   try {
-    return await openAsync(p, CREATE_FLAGS | extraFlags);
+    return fs.openSync(p, CREATE_FLAGS | extraFlags, 0o600);
   } catch (e) {
     if ((e as { code?: unknown }).code !== 'EEXIST') throw e;
   }
   removeEntry(p);
-  return await openAsync(p, CREATE_FLAGS | extraFlags);
-}
-
-function openAsync(p: Buffer, flags: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.open(p, flags, 0o600, (e, fd) => (e ? reject(e) : resolve(fd))));
+  return fs.openSync(p, CREATE_FLAGS | extraFlags, 0o600);
 }

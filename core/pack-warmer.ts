@@ -33,6 +33,8 @@ export interface WarmerOptions {
   readonly budgetBytes?: number;
   /** Packs read at once (4 kept the benchmark's disk busiest; 2 left it short of that). */
   readonly streams?: number;
+  /** Where the names of the packs read to their end go, as they are read: a restore reads their blobs without a thread switch (restore/file-lane.ts). */
+  readonly into?: Set<string>;
 }
 
 /** One read's size: the kernel reads ahead of a sequential reader, so this only sets how often the warmer looks at its stop flag. */
@@ -43,6 +45,7 @@ export class PackWarmer {
   private packs = 0;
   private bytes = 0;
   private readonly budget: number;
+  private readonly whole: Set<string>;
   private readonly done: Promise<WarmingResult>;
 
   private readonly backend: Backend;
@@ -52,6 +55,7 @@ export class PackWarmer {
     this.backend = backend;
     this.filePath = filePath;
     this.budget = opts.budgetBytes ?? Math.floor(freemem() / 4);
+    this.whole = opts.into ?? new Set();
     this.done = this.run(opts.streams ?? 4);
   }
 
@@ -112,6 +116,7 @@ export class PackWarmer {
         this.bytes += bytesRead;
         if (bytesRead < buf.length) {
           this.packs++;
+          this.whole.add(name);
           break;
         }
       }

@@ -202,9 +202,9 @@ export class SealPool {
       case 'progress':
         for (const it of m.items) this.fileProgress.get(it.seq)?.(it.bytes);
         break;
-      case 'file':
-        // restoreWholeFile forgets the file's progress callback once this settles it.
-        this.settle(m.outcome.seq, m.outcome);
+      case 'files':
+        // restoreWholeFile forgets each file's progress callback once this settles it.
+        for (const o of m.outcomes) this.settle(o.seq, o);
         break;
       case 'verified':
         this.settle(m.result.seq, m.result);

@@ -163,7 +163,8 @@ export type SealReply =
   | { readonly op: 'restored'; readonly items: readonly RestoreOutcome[] }
   /** Bytes written into files still in progress, by file, since the last report. */
   | { readonly op: 'progress'; readonly items: readonly { readonly seq: number; readonly bytes: number }[] }
-  | { readonly op: 'file'; readonly outcome: FileOutcome }
+  /** Files restored whole that ended, gathered over one turn of the worker's event loop. */
+  | { readonly op: 'files'; readonly outcomes: readonly FileOutcome[] }
   | { readonly op: 'verified'; readonly result: VerifyResult };
 
 export function packIds(ids: readonly Uint8Array[]): ArrayBuffer {
@@ -396,6 +397,12 @@ if (parentPort) {
   /** Files restored whole, and the bytes written into them not yet reported (sent every PROGRESS_MS). */
   let lane: FileLane | null = null;
   const unreported = new Map<number, number>();
+  // One message for the files that end together (small files end many to a turn): the main thread wakes once for them.
+  let endedFiles: FileOutcome[] = [];
+  const sendEndedFiles = (): void => {
+    port.postMessage({ op: 'files', outcomes: endedFiles } satisfies SealReply);
+    endedFiles = [];
+  };
   let reportTimer: NodeJS.Timeout | null = null;
 
   const verifyPack = (req: VerifyRequest): VerifyResult => {
@@ -423,7 +430,7 @@ if (parentPort) {
     const f = files.get(step.file);
     if (step.kind === 'create') {
       try {
-        const { fd, direct } = await createRestored(Buffer.from(step.path), step.size);
+        const { fd, direct } = createRestored(Buffer.from(step.path), step.size);
         files.set(step.file, { fd, direct, pos: 0, failed: false, writeFailed: false });
         return { seq: step.seq, done: true };
       } catch (e) {
@@ -529,7 +536,7 @@ if (parentPort) {
       case 'files': {
         lane ??= new FileLane(
           {
-            read: (path, offset, length, force) => (packReader ??= new PackReader(LANE_BYTES)).read(path, offset, length, force),
+            read: (path, offset, length, force, cached) => (packReader ??= new PackReader(LANE_BYTES)).read(path, offset, length, force, cached),
             step: restoreStep,
             progress: (seq, bytes) => {
               unreported.set(seq, (unreported.get(seq) ?? 0) + bytes);
@@ -547,7 +554,8 @@ if (parentPort) {
           void lane.add(file).then((outcome) => {
             // The outcome carries the whole count; what was not reported yet goes with it.
             unreported.delete(outcome.seq);
-            port.postMessage({ op: 'file', outcome } satisfies SealReply);
+            endedFiles.push(outcome);
+            if (endedFiles.length === 1) setImmediate(sendEndedFiles);
           });
         }
         break;

@@ -25,6 +25,8 @@ export interface LaneBlob {
   readonly path: string;
   readonly offset: number;
   readonly length: number;
+  /** Its pack is in the page cache: read on the worker's own thread (a thread switch costs more than the copy). */
+  readonly cached: boolean;
 }
 
 /** A file to restore whole: create it, write its blobs in order, set its metadata and close it. */
@@ -57,10 +59,10 @@ export interface FileOutcome {
 export interface LaneParts {
   /**
    * Reads `length` bytes at `offset` of the pack file at `path`, off this
-   * thread; null when there is no room for it now, unless `force`
-   * (core/pack-reader.ts, PackReader).
+   * thread unless `cached`; null when there is no room for it now, unless
+   * `force` (core/pack-reader.ts, PackReader).
    */
-  read(path: string, offset: number, length: number, force: boolean): Promise<ReadBytes> | null;
+  read(path: string, offset: number, length: number, force: boolean, cached: boolean): Promise<ReadBytes> | null;
   /** One restore step of the worker (core/seal-worker.ts), a blob's bytes given as read. */
   step(step: RestoreStep, read?: Buffer | Error): Promise<RestoreOutcome>;
   /** Bytes of file `seq` written since the last call. */
@@ -76,6 +78,8 @@ class ReadUnit {
   readonly path: string;
   readonly offset: number;
   readonly length: number;
+  /** The pack is in the page cache (LaneBlob.cached). */
+  readonly cached: boolean;
   /** Holds more than one blob of its file (a span). */
   readonly span: boolean;
   /** Blobs still to take from it. */
@@ -87,10 +91,11 @@ class ReadUnit {
   private result: Promise<ReadBytes | Error> | null = null;
   private wake: ((r: ReadBytes | Error) => void) | null = null;
 
-  constructor(path: string, offset: number, length: number, blobs: number) {
+  constructor(path: string, offset: number, length: number, blobs: number, cached: boolean) {
     this.path = path;
     this.offset = offset;
     this.length = length;
+    this.cached = cached;
     this.remaining = blobs;
     this.span = blobs > 1;
   }
@@ -141,10 +146,10 @@ const FAR_SPANS = 8 * 1024 * 1024;
  * through the page cache, where those files find them.
  */
 export function planReads(blobs: readonly LaneBlob[]): BlobRead[] {
-  const byPack = new Map<string, { start: number; end: number; bytes: number; first: number; last: number; count: number }>();
+  const byPack = new Map<string, { start: number; end: number; bytes: number; first: number; last: number; count: number; cached: boolean }>();
   blobs.forEach((b, i) => {
     const g = byPack.get(b.path);
-    if (!g) byPack.set(b.path, { start: b.offset, end: b.offset + b.length, bytes: b.length, first: i, last: i, count: 1 });
+    if (!g) byPack.set(b.path, { start: b.offset, end: b.offset + b.length, bytes: b.length, first: i, last: i, count: 1, cached: b.cached });
     else {
       g.start = Math.min(g.start, b.offset);
       g.end = Math.max(g.end, b.offset + b.length);
@@ -164,11 +169,11 @@ export function planReads(blobs: readonly LaneBlob[]): BlobRead[] {
     const close = g.last - g.first < 3 * g.count + 16;
     if (!close && far + span > FAR_SPANS) continue;
     if (!close) far += span;
-    spans.set(path, new ReadUnit(path, g.start, span, g.count));
+    spans.set(path, new ReadUnit(path, g.start, span, g.count, g.cached));
   }
   return blobs.map((b) => {
     const unit = spans.get(b.path);
-    return unit ? { unit, at: b.offset - unit.offset } : { unit: new ReadUnit(b.path, b.offset, b.length, 1), at: 0 };
+    return unit ? { unit, at: b.offset - unit.offset } : { unit: new ReadUnit(b.path, b.offset, b.length, 1, b.cached), at: 0 };
   });
 }
 
@@ -218,7 +223,7 @@ export class FileLane {
         this.queue.shift();
         continue;
       }
-      const read = this.parts.read(u.path, u.offset, u.length, u.wanted);
+      const read = this.parts.read(u.path, u.offset, u.length, u.wanted, u.cached);
       if (!read) break;
       this.queue.shift();
       this.reading++;
@@ -248,7 +253,7 @@ export class FileLane {
     this.pump();
   }
 
-  /** Starts creating a file (off this thread: fresh-file.ts, createRestored). */
+  /** Creates a file (fresh-file.ts, createRestored), ahead of its turn. */
   private create(entry: LaneEntry): Promise<RestoreOutcome> {
     return (entry.created ??= this.parts.step({ kind: 'create', seq: 0, file: entry.file.seq, path: entry.file.path, size: entry.file.size }));
   }
@@ -279,7 +284,7 @@ export class FileLane {
       const b = file.blobs[index]!;
       // A span that could not be read whole (a pack cut short, a bad sector) is read blob by blob: the file keeps
       // every blob up to the first that cannot be read, as if each were read on its own.
-      const own = got instanceof Error && r.unit.span ? await settle(this.parts.read(b.path, b.offset, b.length, true)!) : null;
+      const own = got instanceof Error && r.unit.span ? await settle(this.parts.read(b.path, b.offset, b.length, true, b.cached)!) : null;
       let o: RestoreOutcome;
       try {
         const bytes = own ? (own instanceof Error ? own : own.bytes) : got instanceof Error ? got : got.bytes.subarray(r.at, r.at + b.length);

@@ -10,11 +10,11 @@ import { tempDir } from './helpers/tmp.ts';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** Blobs of the pack file at `file`, end to end from its start, of the given lengths. */
-function cut(file: string, lengths: readonly number[]): LaneBlob[] {
+/** Blobs of the pack file at `file`, end to end from its start, of the given lengths; `cached`: read on the lane's own thread. */
+function cut(file: string, lengths: readonly number[], cached = false): LaneBlob[] {
   let offset = 0;
   return lengths.map((length) => {
-    const b: LaneBlob = { type: 'data', id: randomBytes(32), key: randomBytes(32), checkId: false, path: file, offset, length };
+    const b: LaneBlob = { type: 'data', id: randomBytes(32), key: randomBytes(32), checkId: false, path: file, offset, length, cached };
     offset += length;
     return b;
   });
@@ -82,97 +82,105 @@ test('the blobs of a file that a pack holds close together are read as one span;
   );
 });
 
-test('a lane restores its files in order, each byte for byte, reading through an arena smaller than a span', async (t) => {
-  const dir = await tempDir(t);
-  const packs = new Map<string, Buffer>();
-  const blobsOf: LaneBlob[][] = [];
-  for (const name of ['a', 'b']) {
-    const file = path.join(dir, name);
-    const lengths = Array.from({ length: 48 }, (_, i) => 32 * KiB + ((i * 7919) % (64 * KiB)));
-    const bytes = randomBytes(lengths.reduce((n, l) => n + l, 0));
+for (const [cached, how] of [[false, ' (reads on libuv threads)'], [true, ' (packs in the page cache, read on the lane thread)']] as const) {
+  test(`a lane restores its files in order, each byte for byte, reading through an arena smaller than a span${how}`, async (t) => {
+    const dir = await tempDir(t);
+    const packs = new Map<string, Buffer>();
+    const blobsOf: LaneBlob[][] = [];
+    for (const name of ['a', 'b']) {
+      const file = path.join(dir, name);
+      const lengths = Array.from({ length: 48 }, (_, i) => 32 * KiB + ((i * 7919) % (64 * KiB)));
+      const bytes = randomBytes(lengths.reduce((n, l) => n + l, 0));
+      await writeFile(file, bytes);
+      packs.set(file, bytes);
+      blobsOf.push(cut(file, lengths, cached));
+    }
+    // File 1 takes pack a's blobs and pack b's, interleaved and shuffled (two workers filled two packs at once);
+    // file 2 the rest of b; file 3 one blob of a again.
+    const [a, b] = blobsOf as [LaneBlob[], LaneBlob[]];
+    const f1 = shuffled(a, 3).flatMap((x, i) => [x, b[i]!]).slice(0, 80);
+    const f2 = b.slice(40);
+    const f3 = [a[5]!];
+    const steps = recordingSteps();
+    // 1 MiB of arena against spans of about 3 MiB: reads the lane waits on go past it.
+    const reader = new PackReader(MiB);
+    const lane = new FileLane({ read: (p, o, l, force, cached) => reader.read(p, o, l, force, cached), step: steps.step, progress: () => {} }, { maxReads: 4 });
+    const outcomes = await Promise.all([lane.add(laneFile(1, f1)), lane.add(laneFile(2, f2)), lane.add(laneFile(3, f3))]);
+    for (const [i, blobs] of [f1, f2, f3].entries()) {
+      const got = Buffer.concat(steps.files.get(i + 1)!);
+      t.true(got.equals(expected(packs, blobs)), `file ${i + 1}`);
+      t.is(outcomes[i]!.written, got.length);
+      t.is(outcomes[i]!.failed, undefined);
+    }
+    t.is(steps.blobsSeen.length, f1.length + f2.length + f3.length);
+  });
+}
+
+for (const [cached, how] of [[false, ' (reads on libuv threads)'], [true, ' (packs in the page cache, read on the lane thread)']] as const) {
+  test(`a blob that fails stops its file there: no later blob of it is opened, and the next file is restored whole${how}`, async (t) => {
+    const dir = await tempDir(t);
+    const file = path.join(dir, 'pack');
+    const lengths = Array.from({ length: 40 }, () => 100 * KiB);
+    const bytes = randomBytes(40 * 100 * KiB);
     await writeFile(file, bytes);
-    packs.set(file, bytes);
-    blobsOf.push(cut(file, lengths));
-  }
-  // File 1 takes pack a's blobs and pack b's, interleaved and shuffled (two workers filled two packs at once);
-  // file 2 the rest of b; file 3 one blob of a again.
-  const [a, b] = blobsOf as [LaneBlob[], LaneBlob[]];
-  const f1 = shuffled(a, 3).flatMap((x, i) => [x, b[i]!]).slice(0, 80);
-  const f2 = b.slice(40);
-  const f3 = [a[5]!];
-  const steps = recordingSteps();
-  // 1 MiB of arena against spans of about 3 MiB: reads the lane waits on go past it.
-  const reader = new PackReader(MiB);
-  const lane = new FileLane({ read: (p, o, l, force) => reader.read(p, o, l, force), step: steps.step, progress: () => {} }, { maxReads: 4 });
-  const outcomes = await Promise.all([lane.add(laneFile(1, f1)), lane.add(laneFile(2, f2)), lane.add(laneFile(3, f3))]);
-  for (const [i, blobs] of [f1, f2, f3].entries()) {
-    const got = Buffer.concat(steps.files.get(i + 1)!);
-    t.true(got.equals(expected(packs, blobs)), `file ${i + 1}`);
-    t.is(outcomes[i]!.written, got.length);
-    t.is(outcomes[i]!.failed, undefined);
-  }
-  t.is(steps.blobsSeen.length, f1.length + f2.length + f3.length);
-});
+    const blobs = cut(file, lengths, cached);
+    const first = blobs.slice(0, 30);
+    const second = blobs.slice(30);
+    const steps = recordingSteps({ file: 1, blob: first[12]!.id });
+    const reader = new PackReader(4 * MiB);
+    const lane = new FileLane({ read: (p, o, l, force, cached) => reader.read(p, o, l, force, cached), step: steps.step, progress: () => {} }, { maxReads: 4 });
+    const [o1, o2] = await Promise.all([lane.add(laneFile(1, first)), lane.add(laneFile(2, second))]);
+    t.is(o1!.failed?.index, 12);
+    t.is(o1!.written, 12 * 100 * KiB);
+    t.true(Buffer.concat(steps.files.get(1)!).equals(expected(new Map([[file, bytes]]), first.slice(0, 12))));
+    // The failed blob was the last of file 1 to be opened.
+    t.false(steps.blobsSeen.some((id) => first.slice(13).some((b) => Buffer.compare(Buffer.from(b.id), Buffer.from(id)) === 0)));
+    t.true(Buffer.concat(steps.files.get(2)!).equals(expected(new Map([[file, bytes]]), second)));
+    t.is(o2!.failed, undefined);
+  });
+}
 
-test('a blob that fails stops its file there: no later blob of it is opened, and the next file is restored whole', async (t) => {
-  const dir = await tempDir(t);
-  const file = path.join(dir, 'pack');
-  const lengths = Array.from({ length: 40 }, () => 100 * KiB);
-  const bytes = randomBytes(40 * 100 * KiB);
-  await writeFile(file, bytes);
-  const blobs = cut(file, lengths);
-  const first = blobs.slice(0, 30);
-  const second = blobs.slice(30);
-  const steps = recordingSteps({ file: 1, blob: first[12]!.id });
-  const reader = new PackReader(4 * MiB);
-  const lane = new FileLane({ read: (p, o, l, force) => reader.read(p, o, l, force), step: steps.step, progress: () => {} }, { maxReads: 4 });
-  const [o1, o2] = await Promise.all([lane.add(laneFile(1, first)), lane.add(laneFile(2, second))]);
-  t.is(o1!.failed?.index, 12);
-  t.is(o1!.written, 12 * 100 * KiB);
-  t.true(Buffer.concat(steps.files.get(1)!).equals(expected(new Map([[file, bytes]]), first.slice(0, 12))));
-  // The failed blob was the last of file 1 to be opened.
-  t.false(steps.blobsSeen.some((id) => first.slice(13).some((b) => Buffer.compare(Buffer.from(b.id), Buffer.from(id)) === 0)));
-  t.true(Buffer.concat(steps.files.get(2)!).equals(expected(new Map([[file, bytes]]), second)));
-  t.is(o2!.failed, undefined);
-});
+for (const [cached, how] of [[false, ' (reads on libuv threads)'], [true, ' (packs in the page cache, read on the lane thread)']] as const) {
+  test(`a pack that cannot be opened fails the blob read from it, and the lane goes on with the next file${how}`, async (t) => {
+    const dir = await tempDir(t);
+    const file = path.join(dir, 'pack');
+    const bytes = randomBytes(8 * 100 * KiB);
+    await writeFile(file, bytes);
+    const blobs = cut(file, Array.from({ length: 8 }, () => 100 * KiB), cached);
+    const missing = cut(path.join(dir, 'gone'), [100 * KiB], cached);
+    const steps = recordingSteps();
+    const reader = new PackReader(4 * MiB);
+    const lane = new FileLane({ read: (p, o, l, force, cached) => reader.read(p, o, l, force, cached), step: steps.step, progress: () => {} }, { maxReads: 4 });
+    const [o1, o2] = await Promise.all([lane.add(laneFile(1, [...blobs.slice(0, 3), ...missing, blobs[3]!])), lane.add(laneFile(2, blobs.slice(4)))]);
+    t.is(o1!.failed?.index, 3);
+    t.is((o1!.failed?.outcome as { stage?: string }).stage, 'read');
+    t.regex((o1!.failed!.outcome as { error: string }).error, /ENOENT/);
+    t.is(o1!.written, 3 * 100 * KiB);
+    t.true(Buffer.concat(steps.files.get(2)!).equals(expected(new Map([[file, bytes]]), blobs.slice(4))));
+  });
+}
 
-test('a pack that cannot be opened fails the blob read from it, and the lane goes on with the next file', async (t) => {
-  const dir = await tempDir(t);
-  const file = path.join(dir, 'pack');
-  const bytes = randomBytes(8 * 100 * KiB);
-  await writeFile(file, bytes);
-  const blobs = cut(file, Array.from({ length: 8 }, () => 100 * KiB));
-  const missing = cut(path.join(dir, 'gone'), [100 * KiB]);
-  const steps = recordingSteps();
-  const reader = new PackReader(4 * MiB);
-  const lane = new FileLane({ read: (p, o, l, force) => reader.read(p, o, l, force), step: steps.step, progress: () => {} }, { maxReads: 4 });
-  const [o1, o2] = await Promise.all([lane.add(laneFile(1, [...blobs.slice(0, 3), ...missing, blobs[3]!])), lane.add(laneFile(2, blobs.slice(4)))]);
-  t.is(o1!.failed?.index, 3);
-  t.is((o1!.failed?.outcome as { stage?: string }).stage, 'read');
-  t.regex((o1!.failed!.outcome as { error: string }).error, /ENOENT/);
-  t.is(o1!.written, 3 * 100 * KiB);
-  t.true(Buffer.concat(steps.files.get(2)!).equals(expected(new Map([[file, bytes]]), blobs.slice(4))));
-});
-
-test('a span that a pack cut short cannot fill: the file keeps every blob before the first one past the end', async (t) => {
-  const dir = await tempDir(t);
-  const file = path.join(dir, 'pack');
-  const bytes = randomBytes(40 * 100 * KiB);
-  const blobs = cut(file, Array.from({ length: 40 }, () => 100 * KiB));
-  // The file takes the pack's blobs in random order (three that survive first); the pack lost its last 14.5 blobs.
-  const order = [blobs[4]!, blobs[0]!, blobs[9]!, ...shuffled([...blobs.slice(1, 4), ...blobs.slice(5, 9), ...blobs.slice(10)], 7)];
-  const kept = 25 * 100 * KiB + 50 * KiB;
-  await writeFile(file, bytes.subarray(0, kept));
-  const firstLost = order.findIndex((b) => b.offset + b.length > kept);
-  t.true(firstLost >= 3);
-  const steps = recordingSteps();
-  const reader = new PackReader(8 * MiB);
-  const lane = new FileLane({ read: (p, o, l, force) => reader.read(p, o, l, force), step: steps.step, progress: () => {} }, { maxReads: 4 });
-  t.is(new Set(planReads(order).map((r) => r.unit)).size, 1);
-  const outcome = await lane.add(laneFile(1, order));
-  t.is(outcome.failed?.index, firstLost);
-  t.true(Buffer.concat(steps.files.get(1)!).equals(expected(new Map([[file, bytes]]), order.slice(0, firstLost))));
-});
+for (const [cached, how] of [[false, ' (reads on libuv threads)'], [true, ' (packs in the page cache, read on the lane thread)']] as const) {
+  test(`a span that a pack cut short cannot fill: the file keeps every blob before the first one past the end${how}`, async (t) => {
+    const dir = await tempDir(t);
+    const file = path.join(dir, 'pack');
+    const bytes = randomBytes(40 * 100 * KiB);
+    const blobs = cut(file, Array.from({ length: 40 }, () => 100 * KiB), cached);
+    // The file takes the pack's blobs in random order (three that survive first); the pack lost its last 14.5 blobs.
+    const order = [blobs[4]!, blobs[0]!, blobs[9]!, ...shuffled([...blobs.slice(1, 4), ...blobs.slice(5, 9), ...blobs.slice(10)], 7)];
+    const kept = 25 * 100 * KiB + 50 * KiB;
+    await writeFile(file, bytes.subarray(0, kept));
+    const firstLost = order.findIndex((b) => b.offset + b.length > kept);
+    t.true(firstLost >= 3);
+    const steps = recordingSteps();
+    const reader = new PackReader(8 * MiB);
+    const lane = new FileLane({ read: (p, o, l, force, cached) => reader.read(p, o, l, force, cached), step: steps.step, progress: () => {} }, { maxReads: 4 });
+    t.is(new Set(planReads(order).map((r) => r.unit)).size, 1);
+    const outcome = await lane.add(laneFile(1, order));
+    t.is(outcome.failed?.index, firstLost);
+    t.true(Buffer.concat(steps.files.get(1)!).equals(expected(new Map([[file, bytes]]), order.slice(0, firstLost))));
+  });
+}
 
 test('a pack reader gives no room past its arena unless forced, and a released read makes room again', async (t) => {
   const dir = await tempDir(t);

@@ -26,7 +26,7 @@ export function parseSubset(o: CheckOptions): DataSubset {
 export async function run(ctx: Context, opts: CheckOptions): Promise<number> {
   const subset = parseSubset(opts);
   // Reading all the data reads every pack: the first ones may as well be read while the key is derived.
-  const repo = await openRepository(ctx, { warmPacks: subset.kind === 'all' });
+  const repo = await openRepository(ctx, subset.kind === 'all' ? { warmPacksInto: new Set() } : {});
   try {
     if (subset.kind !== 'none') repo.requireContentAccess('check --read-data');
     const lock = await RepositoryLock.acquire(repo, { exclusive: false, operation: 'check' });

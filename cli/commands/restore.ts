@@ -23,7 +23,8 @@ export async function run(ctx: Context, snapshotRef: string, opts: RestoreOption
   const path = opts.volume !== undefined && !opts.intoVolume ? `/volumes/${opts.volume}` : opts.path;
   if (!docker && !opts.target) throw new UsageError('restore needs --target DIR (where to put the files), --to-host, or --into-volume NAME');
   // A whole snapshot needs most of a repository's packs; a path within it may need few.
-  const repo = await openRepository(ctx, { warmPacks: path === undefined });
+  const cachedPacks = new Set<string>();
+  const repo = await openRepository(ctx, path === undefined ? { warmPacksInto: cachedPacks } : {});
   const lock = await RepositoryLock.acquire(repo, { exclusive: false, operation: 'restore' });
   const pool = new SealPool(repo.poolKeys(), null);
   pool.warmUp();
@@ -42,7 +43,7 @@ export async function run(ctx: Context, snapshotRef: string, opts: RestoreOption
     }
     const target = opts.target!;
     const started = Date.now();
-    const r = await restoreFiles({ repo, pool, target, ...(path ? { path } : {}), progress }, rec.snapshot.tree);
+    const r = await restoreFiles({ repo, pool, target, ...(path ? { path } : {}), progress, cachedPacks }, rec.snapshot.tree);
     progress.stop();
     const failed = r.problems.filter((p) => p.content);
     ctx.out.result({ snapshot: rec.id, target, files: r.files, dirs: r.dirs, bytes: r.bytes, problems: r.problems, durationMs: Date.now() - started }, () =>
