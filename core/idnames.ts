@@ -32,11 +32,16 @@ export async function loadIdNames(): Promise<IdNames> {
   return { users, groups };
 }
 
+let user: string | null = null;
+
 /** The name of the user running stowage, for snapshots, locks and key files; empty when unknown. */
 export function currentUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return '';
+  if (user === null) {
+    try {
+      user = userInfo().username;
+    } catch {
+      user = '';
+    }
   }
+  return user;
 }

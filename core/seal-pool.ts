@@ -517,7 +517,7 @@ export class SealPool {
 
 /** A restore step as the caller gives it: Buffers, and no sequence number yet. */
 export type RestoreStepRequest =
-  | { readonly kind: 'create'; readonly file: number; readonly path: Buffer; readonly size: number }
+  | { readonly kind: 'create'; readonly file: number; readonly path: Buffer; readonly size: number; readonly direct: boolean }
   | {
       readonly kind: 'blob';
       readonly file: number;

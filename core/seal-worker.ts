@@ -90,8 +90,8 @@ export type SealRequest =
  * skipped, so nothing is written past the last verified byte.
  */
 export type RestoreStep =
-  /** `size`: the bytes the file will hold, which decides how it is written (fresh-file.ts, createRestored). */
-  | { readonly kind: 'create'; readonly seq: number; readonly file: number; readonly path: Uint8Array; readonly size: number }
+  /** `size`: the bytes the file will hold; with `direct`, it decides how the file is written (fresh-file.ts, createRestored). */
+  | { readonly kind: 'create'; readonly seq: number; readonly file: number; readonly path: Uint8Array; readonly size: number; readonly direct: boolean }
   | {
       readonly kind: 'blob';
       readonly seq: number;
@@ -430,7 +430,7 @@ if (parentPort) {
     const f = files.get(step.file);
     if (step.kind === 'create') {
       try {
-        const { fd, direct } = createRestored(Buffer.from(step.path), step.size);
+        const { fd, direct } = createRestored(Buffer.from(step.path), step.size, step.direct);
         files.set(step.file, { fd, direct, pos: 0, failed: false, writeFailed: false });
         return { seq: step.seq, done: true };
       } catch (e) {

@@ -33,8 +33,10 @@ export interface LaneBlob {
 export interface LaneFile {
   readonly seq: number;
   readonly path: Uint8Array;
-  /** The bytes the file will hold, which decides how it is written (fresh-file.ts, createRestored). */
+  /** The bytes the file will hold; with `direct`, it decides how the file is written (fresh-file.ts, createRestored). */
   readonly size: number;
+  /** Write it around the page cache if it is large enough (FileRestoreOptions.directIo). */
+  readonly direct: boolean;
   readonly blobs: readonly LaneBlob[];
   readonly owner?: { readonly uid: number; readonly gid: number };
   readonly mode: number;
@@ -255,7 +257,7 @@ export class FileLane {
 
   /** Creates a file (fresh-file.ts, createRestored), ahead of its turn. */
   private create(entry: LaneEntry): Promise<RestoreOutcome> {
-    return (entry.created ??= this.parts.step({ kind: 'create', seq: 0, file: entry.file.seq, path: entry.file.path, size: entry.file.size }));
+    return (entry.created ??= this.parts.step({ kind: 'create', seq: 0, file: entry.file.seq, path: entry.file.path, size: entry.file.size, direct: entry.file.direct }));
   }
 
   private async restore(entry: LaneEntry, reads: readonly BlobRead[]): Promise<FileOutcome> {

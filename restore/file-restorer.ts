@@ -39,6 +39,12 @@ export interface FileRestoreOptions {
   readonly progress?: ProgressReporter;
   /** Restore owners (uid, gid); default: when running as root. */
   readonly owners?: boolean;
+  /**
+   * Write files of 1 MiB or more around the page cache (O_DIRECT,
+   * core/direct-write.ts): less kernel time where filling the cache is dear,
+   * but the restore then waits for the disk (docs/operations.md).
+   */
+  readonly directIo?: boolean;
   /** Packs of a local repository known to be in the page cache (core/pack-warmer.ts): their blobs are read without a thread switch. */
   readonly cachedPacks?: ReadonlySet<string>;
 }
@@ -269,7 +275,7 @@ class FileRestorer {
     const assigned = pool.assignFile(job.node.size ?? 0);
     const worker = assigned.worker;
     const file = pool.newFile();
-    const created = pool.restoreStep(worker, { kind: 'create', file, path: job.path, size: job.node.size ?? 0 });
+    const created = pool.restoreStep(worker, { kind: 'create', file, path: job.path, size: job.node.size ?? 0, direct: this.opts.directIo ?? false });
     // A preloaded blob is the file's only one.
     const reads = preloaded ? null : new PackReads(repo, ids);
     const ahead = reads ? new ReadAhead(ids.length, BLOB_PREFETCH, (i) => reads.sealed(ids[i]!)) : null;
@@ -366,6 +372,7 @@ class FileRestorer {
         {
           path: job.path,
           size: job.node.size ?? 0,
+          direct: this.opts.directIo ?? false,
           blobs,
           ...(this.owners ? { owner: { uid: job.node.uid, gid: job.node.gid } } : {}),
           mode: job.node.mode,

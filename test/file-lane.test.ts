@@ -58,7 +58,7 @@ function recordingSteps(failAt?: { file: number; blob: Uint8Array }) {
 }
 
 function laneFile(seq: number, blobs: LaneBlob[]): LaneFile {
-  return { seq, path: Buffer.from(`/nowhere/${seq}`), size: blobs.reduce((n, b) => n + b.length, 0), blobs, mode: 0o644, mtime: 0 };
+  return { seq, path: Buffer.from(`/nowhere/${seq}`), size: blobs.reduce((n, b) => n + b.length, 0), direct: false, blobs, mode: 0o644, mtime: 0 };
 }
 
 function expected(packs: Map<string, Buffer>, blobs: readonly LaneBlob[]): Buffer {

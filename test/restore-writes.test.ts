@@ -1,7 +1,8 @@
 /**
- * How a restore writes files: large ones around the page cache (O_DIRECT,
- * core/direct-write.ts), small ones and any on a file system that refuses
- * O_DIRECT through it, the bytes and metadata the same either way.
+ * How a restore writes files: through the page cache, or with directIo
+ * large ones around it (O_DIRECT, core/direct-write.ts), small ones and any
+ * on a file system that refuses O_DIRECT through it; the bytes and
+ * metadata the same either way.
  */
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
@@ -53,10 +54,22 @@ function assertRestored(t: ExecutionContext, target: string, src: string, files:
   }
 }
 
-test('large restored files are written around the page cache and small ones through it, with the same bytes and metadata', async (t) => {
+test('a restore writes every file through the page cache unless asked for direct I/O', async (t) => {
   const { src, dir, files } = await backedUp(t);
   const target = await tempDir(t);
   const r = await restore(dir, target);
+  t.deepEqual(r.problems, []);
+  for (const size of SIZES) {
+    const cached = cachedBytes(path.join(target, src, `f-${size}`));
+    t.is(cached, Math.ceil(size / 4096) * 4096, `${size} bytes: ${cached} cached`);
+  }
+  assertRestored(t, target, src, files);
+});
+
+test('with direct I/O, large restored files are written around the page cache and small ones through it, with the same bytes and metadata', async (t) => {
+  const { src, dir, files } = await backedUp(t);
+  const target = await tempDir(t);
+  const r = await restore(dir, target, { directIo: true });
   t.deepEqual(r.problems, []);
   // Checked before anything reads them back, which would cache them.
   for (const size of SIZES) {
@@ -71,45 +84,47 @@ test('where the file system refuses O_DIRECT (ramfs), a restore writes large fil
   const target = await directRefusingDir(t);
   if (!target) return;
   const { src, dir, files } = await backedUp(t);
-  const r = await restore(dir, target);
+  const r = await restore(dir, target, { directIo: true });
   t.deepEqual(r.problems, []);
   assertRestored(t, target, src, files);
 });
 
-test('a damaged blob past the first 4 MiB of a large file: the file holds exactly the blobs verified before it', async (t) => {
-  const { src, dir, files } = await backedUp(t);
-  const name = `f-${9 * MiB + 4096 + 3}`;
-  const repo = await openRepo(dir);
-  await repo.loadIndex();
-  const rec = findSnapshot(await listSnapshots(repo), 'latest');
-  const node = await findNode(repo, rec.snapshot.tree, [...src.split('/').filter(Boolean), name]);
-  const ids = node!.content!;
-  // The first blob that starts past 4 MiB: a full staging window has gone out before it.
-  const lengths = await Promise.all(ids.map(async (id) => (await repo.loadBlob('data', id)).length));
-  let before = 0;
-  let v = 0;
-  while (before <= 4 * MiB) before += lengths[v++]!;
-  t.true(v < ids.length, 'the file has a blob that starts past 4 MiB');
-  const victim = repo.index.get(ids[v]!)!;
-  await repo.close();
-  const packPath = path.join(dir, 'data', victim.pack.slice(0, 2), victim.pack);
-  const bytes = fs.readFileSync(packPath);
-  bytes[victim.offset + 50]! ^= 0x10;
-  fs.writeFileSync(packPath, bytes);
+for (const directIo of [false, true]) {
+  test(`a damaged blob past the first 4 MiB of a large file: the file holds exactly the blobs verified before it (${directIo ? 'direct I/O' : 'through the cache'})`, async (t) => {
+    const { src, dir, files } = await backedUp(t);
+    const name = `f-${9 * MiB + 4096 + 3}`;
+    const repo = await openRepo(dir);
+    await repo.loadIndex();
+    const rec = findSnapshot(await listSnapshots(repo), 'latest');
+    const node = await findNode(repo, rec.snapshot.tree, [...src.split('/').filter(Boolean), name]);
+    const ids = node!.content!;
+    // The first blob that starts past 4 MiB: a full staging window has gone out before it.
+    const lengths = await Promise.all(ids.map(async (id) => (await repo.loadBlob('data', id)).length));
+    let before = 0;
+    let v = 0;
+    while (before <= 4 * MiB) before += lengths[v++]!;
+    t.true(v < ids.length, 'the file has a blob that starts past 4 MiB');
+    const victim = repo.index.get(ids[v]!)!;
+    await repo.close();
+    const packPath = path.join(dir, 'data', victim.pack.slice(0, 2), victim.pack);
+    const bytes = fs.readFileSync(packPath);
+    bytes[victim.offset + 50]! ^= 0x10;
+    fs.writeFileSync(packPath, bytes);
 
-  const target = await tempDir(t);
-  const r = await restore(dir, target);
-  const problem = r.problems.find((x) => x.content);
-  t.truthy(problem);
-  t.true(problem!.message.includes(ids[v]!), 'names the blob');
-  t.true(problem!.message.includes(`the ${before} bytes verified before it`), problem!.message);
-  const restored = fs.readFileSync(path.join(target, src, name));
-  t.is(restored.length, before);
-  t.true(restored.equals(files.get(name)!.subarray(0, before)));
-  // The other files are whole.
-  const whole = new Map([...files].filter(([n]) => n !== name));
-  assertRestored(t, target, src, whole);
-});
+    const target = await tempDir(t);
+    const r = await restore(dir, target, { directIo });
+    const problem = r.problems.find((x) => x.content);
+    t.truthy(problem);
+    t.true(problem!.message.includes(ids[v]!), 'names the blob');
+    t.true(problem!.message.includes(`the ${before} bytes verified before it`), problem!.message);
+    const restored = fs.readFileSync(path.join(target, src, name));
+    t.is(restored.length, before);
+    t.true(restored.equals(files.get(name)!.subarray(0, before)));
+    // The other files are whole.
+    const whole = new Map([...files].filter(([n]) => n !== name));
+    assertRestored(t, target, src, whole);
+  });
+}
 
 test('a repository on a file system that refuses O_DIRECT (ramfs) is read through the cache, byte for byte', async (t) => {
   const root = await directRefusingDir(t);

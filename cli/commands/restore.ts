@@ -15,6 +15,7 @@ export interface RestoreOptions extends HostRestoreCommandOptions {
   readonly target?: string;
   readonly path?: string;
   readonly toHost?: boolean;
+  readonly directIo?: boolean;
 }
 
 export async function run(ctx: Context, snapshotRef: string, opts: RestoreOptions): Promise<number> {
@@ -43,7 +44,7 @@ export async function run(ctx: Context, snapshotRef: string, opts: RestoreOption
     }
     const target = opts.target!;
     const started = Date.now();
-    const r = await restoreFiles({ repo, pool, target, ...(path ? { path } : {}), progress, cachedPacks }, rec.snapshot.tree);
+    const r = await restoreFiles({ repo, pool, target, ...(path ? { path } : {}), progress, cachedPacks, directIo: opts.directIo ?? false }, rec.snapshot.tree);
     progress.stop();
     const failed = r.problems.filter((p) => p.content);
     ctx.out.result({ snapshot: rec.id, target, files: r.files, dirs: r.dirs, bytes: r.bytes, problems: r.problems, durationMs: Date.now() - started }, () =>

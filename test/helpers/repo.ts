@@ -32,13 +32,13 @@ export async function backup(dir: string, paths: string[], opts: Partial<BackupO
 }
 
 /** Restores a snapshot (default: the latest) of the repository in `dir` into `target`. */
-export async function restore(dir: string, target: string, opts: { snapshot?: string; path?: string } = {}): Promise<FileRestoreResult> {
+export async function restore(dir: string, target: string, opts: { snapshot?: string; path?: string; directIo?: boolean } = {}): Promise<FileRestoreResult> {
   const repo = await openRepo(dir);
   await repo.loadIndex();
   const rec = findSnapshot(await listSnapshots(repo), opts.snapshot ?? 'latest');
   const pool = new SealPool(repo.poolKeys(), null);
   try {
-    return await restoreFiles({ repo, pool, target, ...(opts.path ? { path: opts.path } : {}) }, rec.snapshot.tree);
+    return await restoreFiles({ repo, pool, target, ...(opts.path ? { path: opts.path } : {}), ...(opts.directIo ? { directIo: true } : {}) }, rec.snapshot.tree);
   } finally {
     await pool.close();
     await repo.close();
