@@ -135,6 +135,8 @@ interface BlobRead {
 const MAX_SPAN = 24 * 1024 * 1024;
 const SPAN_PER_BLOB = 256 * 1024;
 const FAR_SPANS = 8 * 1024 * 1024;
+/** Longest a lane runs without letting its thread's event loop turn (FileLane.breathe). */
+const BREATHE_MS = 10;
 
 /**
  * How a file's blobs are read. A large file's chunks lie in a few packs, in
@@ -189,6 +191,8 @@ interface LaneEntry {
 }
 
 export class FileLane {
+  private breathedAt = performance.now();
+  private readonly breatheMs: number;
   private readonly parts: LaneParts;
   /** Reads in flight at most: libuv's four threads also carry the direct writes, which must not wait behind a long queue. */
   private readonly maxReads: number;
@@ -199,9 +203,11 @@ export class FileLane {
   /** Files added and not yet finished, in order; the next one is created while the one before is written. */
   private readonly files: LaneEntry[] = [];
 
-  constructor(parts: LaneParts, opts: { maxReads: number }) {
+  /** `breatheMs`: see breathe (BREATHE_MS unless given). */
+  constructor(parts: LaneParts, opts: { maxReads: number; breatheMs?: number }) {
     this.parts = parts;
     this.maxReads = opts.maxReads;
+    this.breatheMs = opts.breatheMs ?? BREATHE_MS;
   }
 
   /** Queues a file; it is restored after those added before it. */
@@ -270,6 +276,19 @@ export class FileLane {
     }
   }
 
+  /**
+   * Lets the worker's event loop turn if the lane has held it for
+   * BREATHE_MS: blobs of packs in the page cache are read, opened and
+   * written without a wait, so a large file would otherwise hold it to its
+   * end, and no progress report, nor any file the main thread sends, would
+   * be heard meanwhile.
+   */
+  private async breathe(): Promise<void> {
+    if (performance.now() - this.breathedAt < this.breatheMs) return;
+    await new Promise((resolve) => setImmediate(resolve));
+    this.breathedAt = performance.now();
+  }
+
   private async write(file: LaneFile, created: RestoreOutcome, reads: readonly BlobRead[]): Promise<FileOutcome> {
     let written = 0;
     let failed: FileOutcome['failed'];
@@ -299,6 +318,7 @@ export class FileLane {
         written += o.written;
         this.parts.progress(file.seq, o.written);
       } else failed = { index, outcome: o };
+      await this.breathe();
     }
     const finished = await this.parts.step({ kind: 'finish', seq: 0, file: file.seq, ...(file.owner ? { owner: file.owner } : {}), mode: file.mode, mtime: file.mtime });
     return { seq: file.seq, written, created, ...(failed ? { failed } : {}), finished };

@@ -182,6 +182,27 @@ for (const [cached, how] of [[false, ' (reads on libuv threads)'], [true, ' (pac
   });
 }
 
+test('a lane writing a file from packs in the page cache lets its thread\'s event loop turn before the file ends, so progress is heard', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'pack');
+  const lengths = Array.from({ length: 64 }, () => 16 * KiB);
+  const bytes = randomBytes(lengths.reduce((n, l) => n + l, 0));
+  await writeFile(file, bytes);
+  const blobs = cut(file, lengths, true);
+  const steps = recordingSteps();
+  let progressed = 0;
+  const reader = new PackReader(4 * MiB);
+  // Every read and step here settles without a wait, as a worker's do for packs in the page cache: only the lane
+  // can let the event loop turn. breatheMs 0 makes it do so after every blob rather than every 10 ms.
+  const lane = new FileLane({ read: (p, o, l, force, cached) => reader.read(p, o, l, force, cached), step: steps.step, progress: (_, n) => (progressed += n) }, { maxReads: 4, breatheMs: 0 });
+  let heardAt = -1;
+  setImmediate(() => (heardAt = progressed));
+  const outcome = await lane.add(laneFile(1, blobs));
+  t.true(heardAt >= 0 && heardAt < bytes.length, `the event loop turned with ${heardAt} of ${bytes.length} bytes written`);
+  t.is(outcome.written, bytes.length);
+  t.true(Buffer.concat(steps.files.get(1)!).equals(bytes));
+});
+
 test('a pack reader gives no room past its arena unless forced, and a released read makes room again', async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, 'pack');
