@@ -79,6 +79,6 @@ export async function openRepository(ctx: Context, opts: OpenRepositoryOptions =
   try {
     return await Repository.open(backend, password, { cacheRoot: cacheRootOf(ctx), ...(keyHint ? { keyHint } : {}) });
   } finally {
-    if (!process.env["XWARM"]) void warmer?.stop();
+    void warmer?.stop();
   }
 }
