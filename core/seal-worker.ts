@@ -302,9 +302,19 @@ function youngCollector(): (bytes: number) => void {
 }
 const COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
 
-/** A restore's files restored whole: bytes read ahead per worker (room for a span and the reads after it), reads in flight, and how often progress is sent. */
-const LANE_BYTES = 48 * 1024 * 1024;
+/**
+ * A restore's files restored whole: bytes read ahead per worker (room for a
+ * span and the reads after it), reads in flight, and how often progress is
+ * sent. The arena is small because memory touched for the first time is
+ * dear: on the benchmark's virtual machine the first write to 48 MiB took
+ * 145-200 ms (a fault per page, and the host's own behind it), the second
+ * 14 ms; with 48 MiB arenas a cold 1 GiB restore spent ~0.3 s of CPU
+ * faulting them in, as its large files started (docs/benchmarks.md).
+ */
+const LANE_BYTES = 16 * 1024 * 1024;
 const LANE_READS = 4;
+/** Files under this size are restored in a lane of their own (see 'files'). */
+const SMALL_FILE = 16 * 1024 * 1024;
 const PROGRESS_MS = 100;
 
 /**
@@ -395,7 +405,8 @@ if (parentPort) {
   /** The restore batch being worked through; the next starts after it. */
   let restoring: Promise<void> = Promise.resolve();
   /** Files restored whole, and the bytes written into them not yet reported (sent every PROGRESS_MS). */
-  let lane: FileLane | null = null;
+  let largeLane: FileLane | null = null;
+  let smallLane: FileLane | null = null;
   const unreported = new Map<number, number>();
   // One message for the files that end together (small files end many to a turn): the main thread wakes once for them.
   let endedFiles: FileOutcome[] = [];
@@ -534,7 +545,8 @@ if (parentPort) {
         break;
       }
       case 'files': {
-        lane ??= new FileLane(
+        const newLane = (): FileLane =>
+          new FileLane(
           {
             read: (path, offset, length, force, cached) => (packReader ??= new PackReader(LANE_BYTES)).read(path, offset, length, force, cached),
             step: restoreStep,
@@ -551,6 +563,11 @@ if (parentPort) {
           { maxReads: LANE_READS },
         );
         for (const file of msg.items) {
+          // Small files go in a lane of their own, beside the large ones: behind a large file they waited for it to
+          // end. Not around the page cache: a direct append may wait halfway through a lent plaintext (openVerifiedBlobLent),
+          // which a blob opened by the other lane meanwhile would overwrite.
+          const small = !file.direct && file.size < SMALL_FILE;
+          const lane = small ? (smallLane ??= newLane()) : (largeLane ??= newLane());
           void lane.add(file).then((outcome) => {
             // The outcome carries the whole count; what was not reported yet goes with it.
             unreported.delete(outcome.seq);

@@ -2,7 +2,9 @@
  * A seal worker's files to restore from a local repository, each handed over
  * whole (every blob's place in its pack) and written one after another,
  * while the blobs of this file and the next ones are read ahead on libuv's
- * threads, into the worker's read arena (core/pack-reader.ts).
+ * threads, into the worker's read arena (core/pack-reader.ts). A worker
+ * keeps two lanes, one for small files and one for large ones, so that
+ * small files are not held behind a large one (core/seal-worker.ts).
  *
  * Handed over blob by blob, in batches, a worker waited for the main thread
  * between batches and read only as far ahead as its batch went: in a cold
@@ -131,8 +133,10 @@ interface BlobRead {
  * lies between them (a read of 16 MiB takes about as long as 64 random
  * reads of 64 KiB here); and the most a file may hold in spans taken far
  * apart in it (the blobs an incremental backup added, all through a file).
+ * A span must fit the worker's read arena with room to spare (LANE_BYTES in
+ * core/seal-worker.ts): one that does not is read into memory of its own.
  */
-const MAX_SPAN = 24 * 1024 * 1024;
+const MAX_SPAN = 8 * 1024 * 1024;
 const SPAN_PER_BLOB = 256 * 1024;
 const FAR_SPANS = 8 * 1024 * 1024;
 /** Longest a lane runs without letting its thread's event loop turn (FileLane.breathe). */
