@@ -500,6 +500,25 @@ if (parentPort) {
     port.postMessage({ op: 'pack', pack } satisfies SealReply, [pack.ids]);
   };
 
+  /** A lane of files restored whole; the two lanes (see 'files') share the read arena and the progress reports. */
+  const newLane = (): FileLane =>
+    new FileLane(
+      {
+        read: (path, offset, length, force, cached) => (packReader ??= new PackReader(LANE_BYTES)).read(path, offset, length, force, cached),
+        step: restoreStep,
+        progress: (seq, bytes) => {
+          unreported.set(seq, (unreported.get(seq) ?? 0) + bytes);
+          reportTimer ??= setTimeout(() => {
+            reportTimer = null;
+            const items = [...unreported].map(([seq, bytes]) => ({ seq, bytes }));
+            unreported.clear();
+            port.postMessage({ op: 'progress', items } satisfies SealReply);
+          }, PROGRESS_MS);
+        },
+      },
+      { maxReads: LANE_READS },
+    );
+
   port.on('message', (msg: SealRequest) => {
     switch (msg.op) {
       case 'hash': {
@@ -545,27 +564,10 @@ if (parentPort) {
         break;
       }
       case 'files': {
-        const newLane = (): FileLane =>
-          new FileLane(
-          {
-            read: (path, offset, length, force, cached) => (packReader ??= new PackReader(LANE_BYTES)).read(path, offset, length, force, cached),
-            step: restoreStep,
-            progress: (seq, bytes) => {
-              unreported.set(seq, (unreported.get(seq) ?? 0) + bytes);
-              reportTimer ??= setTimeout(() => {
-                reportTimer = null;
-                const items = [...unreported].map(([seq, bytes]) => ({ seq, bytes }));
-                unreported.clear();
-                port.postMessage({ op: 'progress', items } satisfies SealReply);
-              }, PROGRESS_MS);
-            },
-          },
-          { maxReads: LANE_READS },
-        );
         for (const file of msg.items) {
           // Small files go in a lane of their own, beside the large ones: behind a large file they waited for it to
-          // end. Not around the page cache: a direct append may wait halfway through a lent plaintext (openVerifiedBlobLent),
-          // which a blob opened by the other lane meanwhile would overwrite.
+          // end. Not files written around the page cache: a direct append may wait halfway through a lent plaintext
+          // (openVerifiedBlobLent), which a blob opened by the other lane meanwhile would overwrite.
           const small = !file.direct && file.size < SMALL_FILE;
           const lane = small ? (smallLane ??= newLane()) : (largeLane ??= newLane());
           void lane.add(file).then((outcome) => {
